@@ -1,0 +1,98 @@
+//! Reading a whole topic back, for tests, benchmarks and operators (`flywheel topic-stats`).
+//!
+//! Not used on any hot path: it assigns every partition from the beginning, without a consumer
+//! group, and stops at the high watermarks observed when it started.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::KafkaConfig;
+
+/// One message as stored on the topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicMessage {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Kafka message timestamp (producer create time), ms since the Unix epoch.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl TopicMessage {
+    /// Value of header `name`, if present.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// Reads every message of `topic` present when called. Blocking.
+pub fn read_all(
+    config: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<TopicMessage>, KafkaError> {
+    let consumer: BaseConsumer = crate::kafka::client_config(config)
+        .set("group.id", "flywheel-inspect")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    let mut ends = Vec::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+            if high > low {
+                assignment.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
+                remaining += high - low;
+                ends.push((p.id(), high));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(usize::try_from(remaining).unwrap_or(0));
+    if remaining == 0 {
+        return Ok(out);
+    }
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + timeout.max(Duration::from_secs(30));
+    while (out.len() as i64) < remaining && Instant::now() < deadline {
+        let Some(result) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = result?;
+        let end = ends
+            .iter()
+            .find(|(p, _)| *p == m.partition())
+            .map_or(0, |(_, h)| *h);
+        if m.offset() >= end {
+            continue;
+        }
+        let headers = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(TopicMessage {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().unwrap_or_default().to_vec(),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers,
+            timestamp_ms: m.timestamp().to_millis(),
+        });
+    }
+    Ok(out)
+}

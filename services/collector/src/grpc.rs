@@ -1,0 +1,88 @@
+//! OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+//!
+//! Credentials come from the `authorization` or `x-api-key` metadata; errors map to gRPC codes
+//! through [`flywheel_core::ErrorCode::grpc_code`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use flywheel_bus::Publisher;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tonic::codec::CompressionEncoding;
+use tonic::{Request, Response, Status};
+
+use crate::auth::Authenticator;
+use crate::error::IngestError;
+use crate::sink::{TraceSink, Transport};
+use crate::spans::Rejections;
+
+/// The gRPC trace service.
+pub struct GrpcReceiver<P> {
+    pub sink: Arc<TraceSink<P>>,
+    pub auth: Authenticator,
+}
+
+impl<P: Publisher> GrpcReceiver<P> {
+    /// Wraps the receiver in tonic's generated server with gzip and the size limit.
+    pub fn into_server(self, max_request_bytes: usize) -> TraceServiceServer<Self> {
+        TraceServiceServer::new(self)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(max_request_bytes)
+    }
+}
+
+/// Converts an [`IngestError`] into a gRPC status with the same code and message.
+pub fn status(e: &IngestError) -> Status {
+    Status::new(tonic::Code::from_i32(e.code.grpc_code()), e.message.clone())
+}
+
+#[tonic::async_trait]
+impl<P: Publisher> TraceService for GrpcReceiver<P> {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let started = Instant::now();
+        let meta = request.metadata();
+        let authorization = meta.get("authorization").and_then(|v| v.to_str().ok());
+        let api_key = meta.get("x-api-key").and_then(|v| v.to_str().ok());
+        let result = match self.auth.authenticate(authorization, api_key) {
+            Err(e) => {
+                self.sink.count_refused(Transport::Grpc, e.code);
+                Err(status(&e))
+            }
+            Ok(project) => self
+                .sink
+                .export(
+                    &project,
+                    request.into_inner(),
+                    Rejections::default(),
+                    Transport::Grpc,
+                )
+                .await
+                .map(|outcome| {
+                    Response::new(ExportTraceServiceResponse {
+                        partial_success: (outcome.rejected_spans > 0).then(|| {
+                            ExportTracePartialSuccess {
+                                rejected_spans: outcome.rejected_spans,
+                                error_message: outcome.error_message,
+                            }
+                        }),
+                    })
+                })
+                .map_err(|e| status(&e)),
+        };
+        self.sink
+            .metrics()
+            .request_duration
+            .with_label_values(&[Transport::Grpc.label()])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+}

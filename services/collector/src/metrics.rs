@@ -1,0 +1,99 @@
+//! Every metric the collector exports, by name, in one place. Dashboards use these names.
+
+use flywheel_core::ErrorCode;
+use prometheus::{
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+pub const SPANS_RECEIVED: &str = "flywheel_collector_spans_received_total";
+pub const SPANS_PUBLISHED: &str = "flywheel_collector_spans_published_total";
+pub const SPANS_REJECTED: &str = "flywheel_collector_spans_rejected_total";
+pub const REQUESTS: &str = "flywheel_collector_requests_total";
+pub const REQUEST_DURATION: &str = "flywheel_collector_request_duration_seconds";
+pub const PRODUCE_DURATION: &str = "flywheel_collector_produce_duration_seconds";
+pub const PRODUCER_QUEUE_DEPTH: &str = "flywheel_collector_producer_queue_depth";
+pub const IN_FLIGHT_BYTES: &str = "flywheel_collector_in_flight_bytes";
+
+/// Transport label values.
+pub const TRANSPORTS: [&str; 3] = ["http_protobuf", "http_json", "grpc"];
+
+/// The collector's metric handles.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Spans decoded from requests, by transport.
+    pub spans_received: IntCounterVec,
+    /// Spans confirmed durable on Kafka, by transport.
+    pub spans_published: IntCounterVec,
+    /// Spans refused, by transport and reason (see `ErrorCode::reason`).
+    pub spans_rejected: IntCounterVec,
+    /// Requests by transport and outcome (`ok` or a rejection reason).
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub produce_duration: HistogramVec,
+    pub producer_queue_depth: IntGauge,
+    pub in_flight_bytes: IntGauge,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let latency = exponential_buckets(0.0005, 2.0, 16)?; // 0.5 ms .. 16 s
+        let m = Self {
+            spans_received: IntCounterVec::new(
+                Opts::new(SPANS_RECEIVED, "Spans decoded from OTLP requests."),
+                &["transport"],
+            )?,
+            spans_published: IntCounterVec::new(
+                Opts::new(SPANS_PUBLISHED, "Spans confirmed durable on Kafka."),
+                &["transport"],
+            )?,
+            spans_rejected: IntCounterVec::new(
+                Opts::new(SPANS_REJECTED, "Spans refused, by reason."),
+                &["transport", "reason"],
+            )?,
+            requests: IntCounterVec::new(
+                Opts::new(REQUESTS, "OTLP requests by outcome."),
+                &["transport", "outcome"],
+            )?,
+            request_duration: HistogramVec::new(
+                HistogramOpts::new(REQUEST_DURATION, "OTLP request latency.").buckets(latency.clone()),
+                &["transport"],
+            )?,
+            produce_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    PRODUCE_DURATION,
+                    "Time from handing a request's records to Kafka to the last delivery report.",
+                )
+                .buckets(latency),
+                &["outcome"],
+            )?,
+            producer_queue_depth: IntGauge::new(
+                PRODUCER_QUEUE_DEPTH,
+                "Messages handed to the Kafka producer and not yet confirmed.",
+            )?,
+            in_flight_bytes: IntGauge::new(
+                IN_FLIGHT_BYTES,
+                "Bytes of requests currently being published.",
+            )?,
+        };
+        registry.register(Box::new(m.spans_received.clone()))?;
+        registry.register(Box::new(m.spans_published.clone()))?;
+        registry.register(Box::new(m.spans_rejected.clone()))?;
+        registry.register(Box::new(m.requests.clone()))?;
+        registry.register(Box::new(m.request_duration.clone()))?;
+        registry.register(Box::new(m.produce_duration.clone()))?;
+        registry.register(Box::new(m.producer_queue_depth.clone()))?;
+        registry.register(Box::new(m.in_flight_bytes.clone()))?;
+        // Pre-create label sets so that zero counts are visible before the first rejection.
+        for t in TRANSPORTS {
+            m.spans_received.with_label_values(&[t]);
+            m.spans_published.with_label_values(&[t]);
+            m.requests.with_label_values(&[t, "ok"]);
+            for code in ErrorCode::ALL {
+                m.spans_rejected.with_label_values(&[t, code.reason()]);
+                m.requests.with_label_values(&[t, code.reason()]);
+            }
+        }
+        Ok(m)
+    }
+}
