@@ -164,7 +164,11 @@ fn success(format: Format, outcome: ExportOutcome) -> Response {
     };
     let body = match format {
         Format::Protobuf => response.encode_to_vec(),
-        Format::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
+        // `{}` rather than `{"partialSuccess":null}` for a full success.
+        Format::Json => match &response.partial_success {
+            None => b"{}".to_vec(),
+            Some(_) => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
+        },
     };
     with_type(StatusCode::OK, format, body)
 }

@@ -278,3 +278,7 @@ impl<'a> Builder<'a> {
         self.spans = 0;
     }
 }
+
+#[cfg(test)]
+#[path = "spans_tests.rs"]
+mod tests;

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Local Kafka-protocol broker and ClickHouse engine for development and tests, no Docker needed.
+#
+#   deploy/local/services.sh up       install what is missing, start, health-check, print addresses
+#   deploy/local/services.sh down     stop what this script started
+#   deploy/local/services.sh status   show what runs
+#   deploy/local/services.sh env      print `export` lines for the addresses (eval "$(... env)")
+#
+# Kafka: tansu (an Apache-Kafka-compatible broker from crates.io) with durable SQLite storage on
+# 127.0.0.1:9092. ClickHouse: the ClickHouse 26.9 engine from the chdb-core wheel behind a small
+# HTTP adapter (deploy/local/clickhouse_adapter.py) on 127.0.0.1:8123.
+# When KAFKA_BROKERS or CLICKHOUSE_URL are set, those servers are used instead and only
+# health-checked. Idempotent: installs are skipped when the right version is present, and
+# services already up are left alone.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+FLYWHEEL_HOME=${FLYWHEEL_HOME:-$HOME/.local/share/flywheel}   # tools: venv
+STATE=${FLYWHEEL_LOCAL_DIR:-$repo/.local}                       # data, logs, pids
+TANSU_VERSION=0.6.0
+VENV=$FLYWHEEL_HOME/venv
+KAFKA_ADDR=127.0.0.1:9092
+CH_ADDR=127.0.0.1:8123
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+
+wait_for() { # wait_for NAME SECONDS CMD...
+  local name=$1 secs=$2; shift 2
+  for _ in $(seq 1 $((secs * 10))); do
+    if "$@"; then return 0; fi
+    sleep 0.1
+  done
+  log "$name did not become healthy in ${secs}s"; return 1
+}
+
+install_tansu() {
+  if command -v tansu >/dev/null && tansu --version 2>/dev/null | grep -q " $TANSU_VERSION"; then
+    return
+  fi
+  log "installing tansu $TANSU_VERSION (cargo install, ~10 min on 2 cores)"
+  cargo install tansu --version "$TANSU_VERSION" --features libsql,dynostore --locked
+}
+
+install_venv() {
+  local stamp=$VENV/.flywheel-requirements
+  if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && cmp -s "$stamp" "$here/requirements.txt"; then
+    return
+  fi
+  log "installing Python packages into $VENV"
+  mkdir -p "$FLYWHEEL_HOME"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$here/requirements.txt"
+  cp "$here/requirements.txt" "$stamp"
+}
+
+start_bg() { # start_bg NAME CMD... ; pid and log under $STATE
+  local name=$1; shift
+  mkdir -p "$STATE/log"
+  nohup "$@" >>"$STATE/log/$name.log" 2>&1 &
+  echo $! >"$STATE/$name.pid"
+}
+
+pid_alive() { [ -f "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
+
+ch_ping() { curl -fsS "http://$CH_ADDR/ping" 2>/dev/null | grep -q Ok; }
+
+up_kafka() {
+  if [ -n "${KAFKA_BROKERS:-}" ]; then
+    log "using external Kafka at $KAFKA_BROKERS"
+    wait_for kafka 10 port_open "${KAFKA_BROKERS%%,*}"
+    return
+  fi
+  install_tansu
+  if port_open "$KAFKA_ADDR"; then log "kafka already up on $KAFKA_ADDR"; return; fi
+  mkdir -p "$STATE/kafka"
+  # tansu resolves the sqlite path against its working directory.
+  start_bg kafka sh -c "cd '$STATE/kafka' && exec tansu broker \
+    --listener-url tcp://$KAFKA_ADDR --advertised-listener-url tcp://$KAFKA_ADDR \
+    --storage-engine sqlite://tansu.db"
+  wait_for kafka 20 port_open "$KAFKA_ADDR"
+  log "kafka (tansu $TANSU_VERSION) up on $KAFKA_ADDR, data in $STATE/kafka"
+}
+
+up_clickhouse() {
+  if [ -n "${CLICKHOUSE_URL:-}" ]; then
+    log "using external ClickHouse at $CLICKHOUSE_URL"
+    wait_for clickhouse 10 sh -c "curl -fsS '$CLICKHOUSE_URL/ping' | grep -q Ok"
+    return
+  fi
+  install_venv
+  if ch_ping; then log "clickhouse already up on $CH_ADDR"; return; fi
+  mkdir -p "$STATE/clickhouse"
+  start_bg clickhouse "$VENV/bin/python" "$here/clickhouse_adapter.py" \
+    --listen "$CH_ADDR" --data "$STATE/clickhouse"
+  wait_for clickhouse 60 ch_ping
+  log "clickhouse (chdb engine) up on http://$CH_ADDR, data in $STATE/clickhouse"
+}
+
+print_env() {
+  echo "export KAFKA_BROKERS=${KAFKA_BROKERS:-$KAFKA_ADDR}"
+  echo "export CLICKHOUSE_URL=${CLICKHOUSE_URL:-http://$CH_ADDR}"
+  echo "export FLYWHEEL_VENV=$VENV"
+}
+
+stop() {
+  local name=$1
+  if pid_alive "$name"; then
+    kill "$(cat "$STATE/$name.pid")" 2>/dev/null || true
+    for _ in $(seq 1 50); do pid_alive "$name" || break; sleep 0.1; done
+    pid_alive "$name" && kill -9 "$(cat "$STATE/$name.pid")" 2>/dev/null || true
+    log "stopped $name"
+  fi
+  rm -f "$STATE/$name.pid"
+}
+
+case "${1:-}" in
+  up)
+    install_venv   # tests use it even when both services are external
+    up_kafka
+    up_clickhouse
+    print_env
+    ;;
+  down)
+    stop kafka
+    stop clickhouse
+    ;;
+  status)
+    for s in kafka clickhouse; do
+      if pid_alive "$s"; then echo "$s: running (pid $(cat "$STATE/$s.pid"))"; else echo "$s: not started by this script"; fi
+    done
+    port_open "${KAFKA_BROKERS:-$KAFKA_ADDR}" && echo "kafka: reachable" || echo "kafka: unreachable"
+    curl -fsS "${CLICKHOUSE_URL:-http://$CH_ADDR}/ping" >/dev/null 2>&1 && echo "clickhouse: reachable" || echo "clickhouse: unreachable"
+    ;;
+  env)
+    print_env
+    ;;
+  *)
+    echo "usage: $0 up|down|status|env" >&2
+    exit 2
+    ;;
+esac
