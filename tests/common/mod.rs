@@ -1,0 +1,245 @@
+//! Shared harness for integration tests: starts the real `flywheel` binary (and, where a test
+//! needs to kill it, its own `tansu` broker) against the services started by
+//! `deploy/local/services.sh`, whose addresses come from the environment.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flywheel_bus::inspect::{read_all, TopicMessage};
+use flywheel_bus::KafkaConfig;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+
+/// The broker started by `deploy/local/services.sh` (or a real one).
+pub fn kafka_brokers() -> String {
+    std::env::var("KAFKA_BROKERS").expect(
+        "KAFKA_BROKERS is not set: run the tests through deploy/local/test.sh, which starts the services",
+    )
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/otlp").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A running `flywheel collector` process; killed on drop.
+pub struct Collector {
+    child: Child,
+    pub http: String,
+    pub grpc: String,
+    pub admin: String,
+    pub topic: String,
+    pub brokers: String,
+}
+
+impl Collector {
+    /// Starts a collector on free ports with a fresh topic, plus `env` overrides, and waits until
+    /// `/readyz` says ready.
+    pub fn start(brokers: &str, env: &[(&str, &str)]) -> Self {
+        let c = Self::spawn(brokers, env);
+        c.wait_ready(Duration::from_secs(30));
+        c
+    }
+
+    /// Starts without waiting for readiness.
+    pub fn spawn(brokers: &str, env: &[(&str, &str)]) -> Self {
+        let (http, grpc, admin) = (free_port(), free_port(), free_port());
+        let topic = unique("test.spans");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flywheel"));
+        cmd.arg("collector")
+            .env("FLYWHEEL_KAFKA__BROKERS", brokers)
+            .env("FLYWHEEL_KAFKA__HEALTH_INTERVAL_MS", "200")
+            .env("FLYWHEEL_COLLECTOR__SPANS_TOPIC", &topic)
+            .env("FLYWHEEL_COLLECTOR__HTTP_LISTEN", format!("127.0.0.1:{http}"))
+            .env("FLYWHEEL_COLLECTOR__GRPC_LISTEN", format!("127.0.0.1:{grpc}"))
+            .env("FLYWHEEL_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+            .env("RUST_LOG", "warn,flywheel=info")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("cannot start the flywheel binary");
+        Self {
+            child,
+            http: format!("http://127.0.0.1:{http}"),
+            grpc: format!("http://127.0.0.1:{grpc}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+            topic,
+            brokers: brokers.to_string(),
+        }
+    }
+
+    pub fn readyz(&self) -> Option<u16> {
+        http_get_status(&format!("{}/readyz", self.admin))
+    }
+
+    pub fn wait_ready(&self, timeout: Duration) {
+        wait_until(timeout, "collector ready", || self.readyz() == Some(200));
+    }
+
+    pub fn wait_not_ready(&self, timeout: Duration) {
+        wait_until(timeout, "collector not ready", || self.readyz() == Some(503));
+    }
+
+    pub fn traces_url(&self) -> String {
+        format!("{}/v1/traces", self.http)
+    }
+
+    /// Every message on this collector's topic.
+    pub fn messages(&self) -> Vec<TopicMessage> {
+        let config = KafkaConfig {
+            brokers: self.brokers.clone(),
+            ..KafkaConfig::default()
+        };
+        read_all(&config, &self.topic, Duration::from_secs(10)).expect("cannot read the topic")
+    }
+
+    /// Every span on this collector's topic, by span id (hex), checking message invariants.
+    pub fn spans(&self) -> HashMap<String, Span> {
+        spans_of(&self.messages())
+    }
+
+    /// Prometheus text from `/metrics`.
+    pub fn metrics(&self) -> String {
+        http_get_body(&format!("{}/metrics", self.admin)).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "collector did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Decodes span messages, checking that each is keyed by the hex trace id of all its spans.
+pub fn spans_of(messages: &[TopicMessage]) -> HashMap<String, Span> {
+    let mut out = HashMap::new();
+    for m in messages {
+        let req = ExportTraceServiceRequest::decode(m.payload.as_slice())
+            .expect("topic message is not an ExportTraceServiceRequest");
+        for span in req
+            .resource_spans
+            .into_iter()
+            .flat_map(|rs| rs.scope_spans)
+            .flat_map(|ss| ss.spans)
+        {
+            assert_eq!(hex::encode(&span.trace_id).as_bytes(), m.key.as_slice(), "message key");
+            let id = hex::encode(&span.span_id);
+            assert!(out.insert(id.clone(), span).is_none(), "span {id} stored twice");
+        }
+    }
+    out
+}
+
+pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Minimal blocking HTTP GET over std (no client dependency in sync helpers).
+fn http_get(url: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    stream.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+pub fn http_get_status(url: &str) -> Option<u16> {
+    http_get(url).map(|(s, _)| s)
+}
+
+pub fn http_get_body(url: &str) -> Option<String> {
+    http_get(url).map(|(_, b)| b)
+}
+
+/// A private tansu broker on its own port and data directory, for tests that stop the broker.
+pub struct Broker {
+    child: Option<Child>,
+    pub addr: String,
+    dir: PathBuf,
+}
+
+impl Broker {
+    pub fn start(dir: &Path) -> Self {
+        let mut b = Self {
+            child: None,
+            addr: format!("127.0.0.1:{}", free_port()),
+            dir: dir.to_path_buf(),
+        };
+        b.restart();
+        b
+    }
+
+    /// (Re)starts tansu on the same port with the same durable storage.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "broker already running");
+        let url = format!("tcp://{}", self.addr);
+        let child = Command::new(std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".into()))
+            .current_dir(&self.dir)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start tansu (installed by deploy/local/services.sh)");
+        self.child = Some(child);
+        wait_until(Duration::from_secs(20), "tansu listening", || {
+            std::net::TcpStream::connect(&self.addr).is_ok()
+        });
+    }
+
+    /// Kills the broker abruptly (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
