@@ -73,7 +73,10 @@ mod tests {
     fn bad_field_is_named() {
         let err = flywheel_config::load_with_env::<FlywheelConfig, _>(
             None,
-            vec![("FLYWHEEL_COLLECTOR__HTTP_LISTEN".into(), "not-an-address".into())],
+            vec![(
+                "FLYWHEEL_COLLECTOR__HTTP_LISTEN".into(),
+                "not-an-address".into(),
+            )],
         )
         .unwrap_err();
         assert!(err.to_string().contains("collector.http_listen"), "{err}");

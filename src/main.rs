@@ -14,7 +14,11 @@ use flywheel_bus::KafkaPublisher;
 use flywheel_telemetry::Readiness;
 
 #[derive(Parser)]
-#[command(name = "flywheel", version, about = "Observability and feedback backend for LLM applications")]
+#[command(
+    name = "flywheel",
+    version,
+    about = "Observability and feedback backend for LLM applications"
+)]
 struct Cli {
     /// Configuration file (TOML). Environment variables FLYWHEEL_<SECTION>__<FIELD> override it.
     #[arg(long, short, global = true, env = "FLYWHEEL_CONFIG")]

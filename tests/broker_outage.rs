@@ -18,9 +18,10 @@ const OUTAGE_ENV: &[(&str, &str)] = &[("FLYWHEEL_KAFKA__MESSAGE_TIMEOUT_MS", "30
 /// The chat fixture with every span's trace and span id derived from `n`, so each request
 /// carries distinct spans.
 fn numbered_request(n: u32) -> ExportTraceServiceRequest {
-    let mut req =
-        ExportTraceServiceRequest::decode(fixture("openllmetry-openai-0.62.4-chat-and-stream.pb").as_slice())
-            .unwrap();
+    let mut req = ExportTraceServiceRequest::decode(
+        fixture("openllmetry-openai-0.62.4-chat-and-stream.pb").as_slice(),
+    )
+    .unwrap();
     for (i, span) in req
         .resource_spans
         .iter_mut()
@@ -93,7 +94,9 @@ async fn broker_down_gets_503_and_a_retry_after_restart_lands_exactly_once() {
         m.contains("flywheel_collector_requests_total{outcome=\"unavailable\",transport=\"http_protobuf\"} 1"),
         "{m}"
     );
-    assert!(m.contains("flywheel_collector_requests_total{outcome=\"unavailable\",transport=\"grpc\"} 1"));
+    assert!(m.contains(
+        "flywheel_collector_requests_total{outcome=\"unavailable\",transport=\"grpc\"} 1"
+    ));
 }
 
 /// Clients keep sending while the broker is killed mid-load and restarted. Every request
@@ -145,9 +148,20 @@ async fn no_acknowledged_span_is_lost_when_the_broker_dies_under_load() {
         acked.extend(a);
         refused += r;
     }
-    assert!(refused > 0, "the outage refused nothing: the test did not exercise it");
+    assert!(
+        refused > 0,
+        "the outage refused nothing: the test did not exercise it"
+    );
     assert!(!acked.is_empty());
     let on_topic = c.spans();
-    let lost: Vec<_> = acked.iter().filter(|id| !on_topic.contains_key(*id)).collect();
-    assert!(lost.is_empty(), "{} acknowledged spans are not on Kafka: {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|id| !on_topic.contains_key(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged spans are not on Kafka: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
 }

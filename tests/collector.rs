@@ -58,13 +58,20 @@ async fn http_protobuf_json_gzip_and_grpc_land_on_the_topic_unchanged() {
     let errs = "openllmetry-openai-0.62.4-error-and-stopped-stream";
 
     // OTLP/HTTP protobuf, gzip-compressed.
-    let r = post(&c.traces_url(), PB, gzip(&fixture(&format!("{chat}.pb"))), &[("content-encoding", "gzip")]).await;
+    let r = post(
+        &c.traces_url(),
+        PB,
+        gzip(&fixture(&format!("{chat}.pb"))),
+        &[("content-encoding", "gzip")],
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], PB);
-    let resp = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
-        r.bytes().await.unwrap(),
-    )
-    .unwrap();
+    let resp =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+            r.bytes().await.unwrap(),
+        )
+        .unwrap();
     assert!(resp.partial_success.is_none());
 
     // OTLP/HTTP JSON.
@@ -80,7 +87,11 @@ async fn http_protobuf_json_gzip_and_grpc_land_on_the_topic_unchanged() {
     let on_topic = c.spans();
     assert_eq!(on_topic.len(), expected_http.len());
     for span in &expected_http {
-        assert_eq!(on_topic.get(&hex::encode(&span.span_id)), Some(span), "span content differs");
+        assert_eq!(
+            on_topic.get(&hex::encode(&span.span_id)),
+            Some(span),
+            "span content differs"
+        );
     }
 
     // OTLP/gRPC with gzip: same spans under new ids so they are distinguishable.
@@ -119,9 +130,14 @@ async fn http_protobuf_json_gzip_and_grpc_land_on_the_topic_unchanged() {
         assert_eq!(*p, m.partition, "trace split across partitions");
     }
     let metrics = c.metrics();
-    assert!(metrics.contains("flywheel_collector_spans_published_total{transport=\"grpc\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("flywheel_collector_spans_published_total{transport=\"grpc\"} 2"),
+        "{metrics}"
+    );
     assert!(metrics.contains("flywheel_collector_spans_published_total{transport=\"http_json\"} 1"));
-    assert!(metrics.contains("flywheel_collector_spans_published_total{transport=\"http_protobuf\"} 2"));
+    assert!(
+        metrics.contains("flywheel_collector_spans_published_total{transport=\"http_protobuf\"} 2")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,7 +164,10 @@ async fn invalid_spans_are_rejected_through_partial_success_and_the_rest_kept() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_precise_errors_and_the_service_keeps_running() {
-    let c = Collector::start(&kafka_brokers(), &[("FLYWHEEL_COLLECTOR__MAX_REQUEST_BYTES", "65536")]);
+    let c = Collector::start(
+        &kafka_brokers(),
+        &[("FLYWHEEL_COLLECTOR__MAX_REQUEST_BYTES", "65536")],
+    );
     let url = c.traces_url();
     let good = fixture("openllmetry-openai-0.62.4-chat-and-stream.pb");
 
@@ -160,12 +179,19 @@ async fn bad_input_gets_precise_errors_and_the_service_keeps_running() {
     assert_eq!(r.status(), 400);
     let status = flywheel_collector::http::RpcStatus::decode(r.bytes().await.unwrap()).unwrap();
     assert_eq!(status.code, 3);
-    assert!(status.message.contains("ExportTraceServiceRequest"), "{}", status.message);
+    assert!(
+        status.message.contains("ExportTraceServiceRequest"),
+        "{}",
+        status.message
+    );
 
     let r = post(&url, JSON, b"{\"resourceSpans\": [".to_vec(), &[]).await;
     assert_eq!(r.status(), 400);
     let v: serde_json::Value = r.json().await.unwrap();
-    assert!(v["message"].as_str().unwrap().contains("not valid JSON"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("not valid JSON"),
+        "{v}"
+    );
 
     // Over the limit uncompressed, and a gzip bomb over the limit once decompressed.
     let r = post(&url, PB, vec![0u8; 70_000], &[]).await;
@@ -174,13 +200,21 @@ async fn bad_input_gets_precise_errors_and_the_service_keeps_running() {
     assert!(bomb.len() < 65_536);
     let r = post(&url, PB, bomb, &[("content-encoding", "gzip")]).await;
     assert_eq!(r.status(), 413);
-    assert!(flywheel_collector::http::RpcStatus::decode(r.bytes().await.unwrap())
-        .unwrap()
-        .message
-        .contains("decompressed body exceeds"));
+    assert!(
+        flywheel_collector::http::RpcStatus::decode(r.bytes().await.unwrap())
+            .unwrap()
+            .message
+            .contains("decompressed body exceeds")
+    );
 
     let gz = gzip(&good);
-    let r = post(&url, PB, gz[..gz.len() / 2].to_vec(), &[("content-encoding", "gzip")]).await;
+    let r = post(
+        &url,
+        PB,
+        gz[..gz.len() / 2].to_vec(),
+        &[("content-encoding", "gzip")],
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let r = post(&url, PB, good.clone(), &[("content-encoding", "br")]).await;
     assert_eq!(r.status(), 415);
@@ -190,7 +224,13 @@ async fn bad_input_gets_precise_errors_and_the_service_keeps_running() {
     let mut big = ExportTraceServiceRequest::decode(good.as_slice()).unwrap();
     big.resource_spans[0].scope_spans[0].spans[0].name = "x".repeat(100_000);
     let e = client.export(big).await.unwrap_err();
-    assert!(matches!(e.code(), tonic::Code::ResourceExhausted | tonic::Code::OutOfRange), "{e:?}");
+    assert!(
+        matches!(
+            e.code(),
+            tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
+        ),
+        "{e:?}"
+    );
 
     // Nothing of the above reached the topic; a valid request still works.
     assert!(c.spans().is_empty());
@@ -198,11 +238,17 @@ async fn bad_input_gets_precise_errors_and_the_service_keeps_running() {
     assert_eq!(r.status(), 200);
     assert_eq!(c.spans().len(), 2);
     let m = c.metrics();
-    for reason in ["unsupported_media_type", "malformed", "too_large", "unsupported_encoding"] {
+    for reason in [
+        "unsupported_media_type",
+        "malformed",
+        "too_large",
+        "unsupported_encoding",
+    ] {
         assert!(
-            m.lines().any(|l| l.starts_with("flywheel_collector_requests_total")
-                && l.contains(&format!("outcome=\"{reason}\""))
-                && !l.ends_with(" 0")),
+            m.lines()
+                .any(|l| l.starts_with("flywheel_collector_requests_total")
+                    && l.contains(&format!("outcome=\"{reason}\""))
+                    && !l.ends_with(" 0")),
             "no {reason} rejection counted:\n{m}"
         );
     }
@@ -214,17 +260,32 @@ async fn auth_refuses_missing_and_unknown_keys_and_tags_the_project() {
         &kafka_brokers(),
         &[
             ("FLYWHEEL_COLLECTOR__AUTH__REQUIRED", "true"),
-            ("FLYWHEEL_COLLECTOR__AUTH__KEYS", "{secret-key-a=\"team-a\"}"),
+            (
+                "FLYWHEEL_COLLECTOR__AUTH__KEYS",
+                "{secret-key-a=\"team-a\"}",
+            ),
         ],
     );
     let url = c.traces_url();
     let body = fixture("openllmetry-openai-0.62.4-chat-and-stream.pb");
     assert_eq!(post(&url, PB, body.clone(), &[]).await.status(), 401);
     assert_eq!(
-        post(&url, PB, body.clone(), &[("authorization", "Bearer wrong-key-123")]).await.status(),
+        post(
+            &url,
+            PB,
+            body.clone(),
+            &[("authorization", "Bearer wrong-key-123")]
+        )
+        .await
+        .status(),
         401
     );
-    assert_eq!(post(&url, PB, body.clone(), &[("x-api-key", "nope-nope-nope")]).await.status(), 401);
+    assert_eq!(
+        post(&url, PB, body.clone(), &[("x-api-key", "nope-nope-nope")])
+            .await
+            .status(),
+        401
+    );
     let mut client = TraceServiceClient::connect(c.grpc.clone()).await.unwrap();
     let e = client
         .export(ExportTraceServiceRequest::decode(body.as_slice()).unwrap())
@@ -237,19 +298,31 @@ async fn auth_refuses_missing_and_unknown_keys_and_tags_the_project() {
     assert_eq!(r.status(), 200);
     let messages = c.messages();
     assert_eq!(messages.len(), 2);
-    assert!(messages.iter().all(|m| m.header(wire::HEADER_PROJECT) == Some(&b"team-a"[..])));
+    assert!(messages
+        .iter()
+        .all(|m| m.header(wire::HEADER_PROJECT) == Some(&b"team-a"[..])));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_and_exits_cleanly() {
     let c = Collector::start(&kafka_brokers(), &[]);
-    let r = post(&c.traces_url(), PB, fixture("openllmetry-openai-0.62.4-chat-and-stream.pb"), &[]).await;
+    let r = post(
+        &c.traces_url(),
+        PB,
+        fixture("openllmetry-openai-0.62.4-chat-and-stream.pb"),
+        &[],
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let brokers = c.brokers.clone();
     let topic = c.topic.clone();
     let status = c.terminate();
     assert!(status.success(), "exit status {status:?}");
-    let config = flywheel_bus::KafkaConfig { brokers, ..Default::default() };
-    let messages = flywheel_bus::inspect::read_all(&config, &topic, Duration::from_secs(10)).unwrap();
+    let config = flywheel_bus::KafkaConfig {
+        brokers,
+        ..Default::default()
+    };
+    let messages =
+        flywheel_bus::inspect::read_all(&config, &topic, Duration::from_secs(10)).unwrap();
     assert_eq!(common::spans_of(&messages).len(), 2);
 }

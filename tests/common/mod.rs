@@ -23,7 +23,11 @@ pub fn kafka_brokers() -> String {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -35,7 +39,9 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/otlp").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/otlp")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -67,8 +73,14 @@ impl Collector {
             .env("FLYWHEEL_KAFKA__BROKERS", brokers)
             .env("FLYWHEEL_KAFKA__HEALTH_INTERVAL_MS", "200")
             .env("FLYWHEEL_COLLECTOR__SPANS_TOPIC", &topic)
-            .env("FLYWHEEL_COLLECTOR__HTTP_LISTEN", format!("127.0.0.1:{http}"))
-            .env("FLYWHEEL_COLLECTOR__GRPC_LISTEN", format!("127.0.0.1:{grpc}"))
+            .env(
+                "FLYWHEEL_COLLECTOR__HTTP_LISTEN",
+                format!("127.0.0.1:{http}"),
+            )
+            .env(
+                "FLYWHEEL_COLLECTOR__GRPC_LISTEN",
+                format!("127.0.0.1:{grpc}"),
+            )
             .env("FLYWHEEL_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
             .env("RUST_LOG", "warn,flywheel=info")
             .stdin(Stdio::null());
@@ -95,7 +107,9 @@ impl Collector {
     }
 
     pub fn wait_not_ready(&self, timeout: Duration) {
-        wait_until(timeout, "collector not ready", || self.readyz() == Some(503));
+        wait_until(timeout, "collector not ready", || {
+            self.readyz() == Some(503)
+        });
     }
 
     pub fn traces_url(&self) -> String {
@@ -123,13 +137,19 @@ impl Collector {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "collector did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "collector did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -154,9 +174,16 @@ pub fn spans_of(messages: &[TopicMessage]) -> HashMap<String, Span> {
             .flat_map(|rs| rs.scope_spans)
             .flat_map(|ss| ss.spans)
         {
-            assert_eq!(hex::encode(&span.trace_id).as_bytes(), m.key.as_slice(), "message key");
+            assert_eq!(
+                hex::encode(&span.trace_id).as_bytes(),
+                m.key.as_slice(),
+                "message key"
+            );
             let id = hex::encode(&span.span_id);
-            assert!(out.insert(id.clone(), span).is_none(), "span {id} stored twice");
+            assert!(
+                out.insert(id.clone(), span).is_none(),
+                "span {id} stored twice"
+            );
         }
     }
     out
@@ -174,14 +201,23 @@ pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
 fn http_get(url: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
-    let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
     let mut stream = std::net::TcpStream::connect(host).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = String::new();
     stream.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -217,7 +253,13 @@ impl Broker {
         let url = format!("tcp://{}", self.addr);
         let child = Command::new(std::env::var("TANSU_BIN").unwrap_or_else(|_| "tansu".into()))
             .current_dir(&self.dir)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "sqlite://tansu.db"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -62,7 +62,10 @@ impl KafkaPublisher {
             .set("compression.type", config.compression.as_str())
             .set("linger.ms", config.linger_ms.to_string())
             .set("message.timeout.ms", config.message_timeout_ms.to_string())
-            .set("message.max.bytes", (config.max_message_bytes + 64 * 1024).to_string())
+            .set(
+                "message.max.bytes",
+                (config.max_message_bytes + 64 * 1024).to_string(),
+            )
             .set(
                 "queue.buffering.max.messages",
                 config.queue_max_messages.to_string(),
@@ -71,10 +74,9 @@ impl KafkaPublisher {
                 "queue.buffering.max.kbytes",
                 config.queue_max_kbytes.to_string(),
             );
-        let producer: FutureProducer<BusContext> =
-            client.create_with_context(BusContext {
-                ready: ready.clone(),
-            })?;
+        let producer: FutureProducer<BusContext> = client.create_with_context(BusContext {
+            ready: ready.clone(),
+        })?;
         let admin: Option<AdminClient<DefaultClientContext>> = if config.create_topics {
             Some(client_config(config).create()?)
         } else {
@@ -231,14 +233,12 @@ async fn probe(
         let p = producer.clone();
         let timeout = settings.interval.max(Duration::from_millis(500));
         let metadata = tokio::task::spawn_blocking(move || {
-            p.client()
-                .fetch_metadata(None, timeout)
-                .map(|m| {
-                    m.topics()
-                        .iter()
-                        .map(|t| t.name().to_string())
-                        .collect::<Vec<_>>()
-                })
+            p.client().fetch_metadata(None, timeout).map(|m| {
+                m.topics()
+                    .iter()
+                    .map(|t| t.name().to_string())
+                    .collect::<Vec<_>>()
+            })
         })
         .await;
         let reachable = match metadata {

@@ -81,7 +81,9 @@ where
         let parsed: figment::value::Value = value.parse().unwrap_or_else(|e| match e {});
         figment = figment.merge(Serialized::default(&path, parsed));
     }
-    let value: T = figment.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
+    let value: T = figment
+        .extract()
+        .map_err(|e| ConfigError::Parse(Box::new(e)))?;
     value.validate()?;
     Ok(value)
 }
@@ -122,7 +124,10 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -170,9 +175,8 @@ mod tests {
 
     #[test]
     fn missing_file_is_an_error() {
-        let err =
-            load_with_env::<Root, _>(Some(Path::new("/nonexistent/flywheel.toml")), env(&[]))
-                .unwrap_err();
+        let err = load_with_env::<Root, _>(Some(Path::new("/nonexistent/flywheel.toml")), env(&[]))
+            .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/flywheel.toml"));
     }
 }

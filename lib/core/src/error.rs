@@ -52,12 +52,12 @@ impl ErrorCode {
     pub fn grpc_code(self) -> i32 {
         match self {
             Self::Malformed | Self::InvalidItem | Self::UnsupportedMediaType => 3, // INVALID_ARGUMENT
-            Self::UnsupportedEncoding => 12, // UNIMPLEMENTED
+            Self::UnsupportedEncoding => 12,                                       // UNIMPLEMENTED
             Self::TooLarge | Self::InFlightLimit | Self::QueueFull => 8, // RESOURCE_EXHAUSTED
-            Self::Unauthenticated => 16,                             // UNAUTHENTICATED
-            Self::PermissionDenied => 7,                             // PERMISSION_DENIED
-            Self::Unavailable | Self::ShuttingDown => 14,            // UNAVAILABLE
-            Self::Internal => 13,                                    // INTERNAL
+            Self::Unauthenticated => 16,                                 // UNAUTHENTICATED
+            Self::PermissionDenied => 7,                                 // PERMISSION_DENIED
+            Self::Unavailable | Self::ShuttingDown => 14,                // UNAVAILABLE
+            Self::Internal => 13,                                        // INTERNAL
         }
     }
 
@@ -120,7 +120,11 @@ mod tests {
     #[test]
     fn retryable_codes_are_exactly_those_with_retry_after() {
         for code in ErrorCode::ALL {
-            assert_eq!(code.retryable(), code.retry_after_secs().is_some(), "{code:?}");
+            assert_eq!(
+                code.retryable(),
+                code.retry_after_secs().is_some(),
+                "{code:?}"
+            );
             if code.retryable() {
                 assert!(matches!(code.http_status(), 429 | 503), "{code:?}");
                 assert!(matches!(code.grpc_code(), 8 | 14), "{code:?}");

@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Readiness;
 
-
 /// Routes for `/healthz` and `/readyz`, to merge into any service router.
 pub fn health_routes<S: Clone + Send + Sync + 'static>(readiness: Readiness) -> Router<S> {
     Router::new()
@@ -61,7 +60,10 @@ pub async fn bind(
     registry: Registry,
     readiness: Readiness,
     shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = std::io::Result<()>>)> {
+) -> std::io::Result<(
+    SocketAddr,
+    impl std::future::Future<Output = std::io::Result<()>>,
+)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let app = Router::new()

@@ -16,7 +16,11 @@ impl Readiness {
     }
 
     /// Registers a check, e.g. `("kafka", || producer_is_connected())`.
-    pub fn register(&self, name: impl Into<String>, check: impl Fn() -> bool + Send + Sync + 'static) {
+    pub fn register(
+        &self,
+        name: impl Into<String>,
+        check: impl Fn() -> bool + Send + Sync + 'static,
+    ) {
         self.checks
             .write()
             .unwrap_or_else(|p| p.into_inner())

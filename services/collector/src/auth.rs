@@ -74,21 +74,41 @@ mod tests {
     #[test]
     fn bearer_and_api_key_resolve_projects() {
         let a = auth(true);
-        assert_eq!(a.authenticate(Some("Bearer key-aaaaaaaa"), None).unwrap().as_str(), "team-a");
-        assert_eq!(a.authenticate(Some("bearer  key-aaaaaaaa "), None).unwrap().as_str(), "team-a");
-        assert_eq!(a.authenticate(None, Some("key-aaaaaaaa")).unwrap().as_str(), "team-a");
+        assert_eq!(
+            a.authenticate(Some("Bearer key-aaaaaaaa"), None)
+                .unwrap()
+                .as_str(),
+            "team-a"
+        );
+        assert_eq!(
+            a.authenticate(Some("bearer  key-aaaaaaaa "), None)
+                .unwrap()
+                .as_str(),
+            "team-a"
+        );
+        assert_eq!(
+            a.authenticate(None, Some("key-aaaaaaaa")).unwrap().as_str(),
+            "team-a"
+        );
     }
 
     #[test]
     fn missing_or_unknown_keys() {
         let a = auth(true);
-        assert_eq!(a.authenticate(None, None).unwrap_err().code, ErrorCode::Unauthenticated);
         assert_eq!(
-            a.authenticate(Some("Bearer wrong-key"), None).unwrap_err().code,
+            a.authenticate(None, None).unwrap_err().code,
             ErrorCode::Unauthenticated
         );
         assert_eq!(
-            a.authenticate(Some("Basic key-aaaaaaaa"), None).unwrap_err().code,
+            a.authenticate(Some("Bearer wrong-key"), None)
+                .unwrap_err()
+                .code,
+            ErrorCode::Unauthenticated
+        );
+        assert_eq!(
+            a.authenticate(Some("Basic key-aaaaaaaa"), None)
+                .unwrap_err()
+                .code,
             ErrorCode::Unauthenticated
         );
         // Optional auth: no key is the default project, a wrong key is still refused.

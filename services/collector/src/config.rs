@@ -84,8 +84,7 @@ impl Validate for CollectorConfig {
                     "keys must be at least 8 characters",
                 ));
             }
-            ProjectId::new(project)
-                .map_err(|m| ConfigError::invalid("collector.auth.keys", m))?;
+            ProjectId::new(project).map_err(|m| ConfigError::invalid("collector.auth.keys", m))?;
         }
         Ok(())
     }

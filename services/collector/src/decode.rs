@@ -31,7 +31,12 @@ impl Format {
     /// Parses a `Content-Type` header value (parameters such as `charset` are ignored).
     pub fn from_content_type(value: Option<&str>) -> Result<Self, IngestError> {
         let raw = value.unwrap_or("");
-        let essence = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = raw
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match essence.as_str() {
             "application/x-protobuf" | "application/protobuf" => Ok(Self::Protobuf),
             "application/json" => Ok(Self::Json),
@@ -103,7 +108,10 @@ pub fn decode_json(
 }
 
 fn malformed(path: &str, e: impl std::fmt::Display) -> IngestError {
-    IngestError::new(ErrorCode::Malformed, format!("invalid OTLP/JSON at {path}: {e}"))
+    IngestError::new(
+        ErrorCode::Malformed,
+        format!("invalid OTLP/JSON at {path}: {e}"),
+    )
 }
 
 fn typed<T: serde::de::DeserializeOwned + Default>(
@@ -114,7 +122,11 @@ fn typed<T: serde::de::DeserializeOwned + Default>(
         None | Some(Value::Null) => Ok(T::default()),
         Some(v) => serde_path_to_error::deserialize(v).map_err(|e| {
             let inner = e.path().to_string();
-            let at = if inner == "." { path.to_string() } else { format!("{path}.{inner}") };
+            let at = if inner == "." {
+                path.to_string()
+            } else {
+                format!("{path}.{inner}")
+            };
             malformed(&at, e.inner())
         }),
     }
@@ -141,10 +153,14 @@ fn decode_json_value(
 ) -> Result<ExportTraceServiceRequest, IngestError> {
     let mut root = object(value, "$")?;
     let mut request = ExportTraceServiceRequest::default();
-    for (ri, rs) in array(root.remove("resourceSpans"), "resourceSpans")?.into_iter().enumerate() {
+    for (ri, rs) in array(root.remove("resourceSpans"), "resourceSpans")?
+        .into_iter()
+        .enumerate()
+    {
         let rpath = format!("resourceSpans[{ri}]");
         let mut rs = object(rs, &rpath)?;
-        let resource: Option<Resource> = typed(rs.remove("resource"), &format!("{rpath}.resource"))?;
+        let resource: Option<Resource> =
+            typed(rs.remove("resource"), &format!("{rpath}.resource"))?;
         let schema_url: String = typed(rs.remove("schemaUrl"), &format!("{rpath}.schemaUrl"))?;
         let mut scope_spans = Vec::new();
         for (si, ss) in array(rs.remove("scopeSpans"), &format!("{rpath}.scopeSpans"))?
@@ -163,11 +179,9 @@ fn decode_json_value(
             {
                 match serde_path_to_error::deserialize::<_, Span>(span) {
                     Ok(span) => spans.push(span),
-                    Err(e) => rejections.reject(format!(
-                        "{spath}.spans[{i}].{}: {}",
-                        e.path(),
-                        e.inner()
-                    )),
+                    Err(e) => {
+                        rejections.reject(format!("{spath}.spans[{i}].{}: {}", e.path(), e.inner()))
+                    }
                 }
             }
             scope_spans.push(ScopeSpans {
@@ -226,7 +240,10 @@ mod tests {
         // A bomb: 100 MB of zeros compresses to ~100 KB; refused at the limit.
         let bomb = gzip(&vec![0u8; 100 * 1024 * 1024]);
         assert!(bomb.len() < 200_000);
-        assert_eq!(gunzip_limited(&bomb, 1 << 20).unwrap_err().code, ErrorCode::TooLarge);
+        assert_eq!(
+            gunzip_limited(&bomb, 1 << 20).unwrap_err().code,
+            ErrorCode::TooLarge
+        );
     }
 
     #[test]
@@ -259,7 +276,10 @@ mod tests {
         let req = decode_json(body, &mut rej).unwrap();
         assert_eq!(rej.count(), 0);
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
-        assert_eq!(hex::encode(&span.trace_id), "5b8efff798038103d269b633813fc60c");
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "5b8efff798038103d269b633813fc60c"
+        );
         assert_eq!(span.kind, 3);
         assert_eq!(span.start_time_unix_nano, 1_700_000_000_000_000_000);
         assert_eq!(span.end_time_unix_nano, 1_700_000_000_500_000_000);
@@ -275,7 +295,11 @@ mod tests {
         let mut rej = Rejections::default();
         let req = decode_json(body, &mut rej).unwrap();
         assert_eq!(rej.count(), 1);
-        assert!(rej.message().contains("spans[0].traceId"), "{}", rej.message());
+        assert!(
+            rej.message().contains("spans[0].traceId"),
+            "{}",
+            rej.message()
+        );
         let spans = &req.resource_spans[0].scope_spans[0].spans;
         assert_eq!(spans.len(), 1);
         assert_eq!(spans[0].name, "good");
@@ -286,7 +310,11 @@ mod tests {
         let body = br#"{"resourceSpans":[{"resource":{"attributes":"oops"},"scopeSpans":[]}]}"#;
         let e = decode_json(body, &mut Rejections::default()).unwrap_err();
         assert_eq!(e.code, ErrorCode::Malformed);
-        assert!(e.message.contains("resourceSpans[0].resource.attributes"), "{}", e.message);
+        assert!(
+            e.message.contains("resourceSpans[0].resource.attributes"),
+            "{}",
+            e.message
+        );
         let e = decode_json(b"{not json", &mut Rejections::default()).unwrap_err();
         assert!(e.message.contains("not valid JSON"));
         let e = decode_json(b"[1,2]", &mut Rejections::default()).unwrap_err();

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
@@ -66,16 +66,7 @@ impl<P: Publisher> TraceService for GrpcReceiver<P> {
                     Transport::Grpc,
                 )
                 .await
-                .map(|outcome| {
-                    Response::new(ExportTraceServiceResponse {
-                        partial_success: (outcome.rejected_spans > 0).then(|| {
-                            ExportTracePartialSuccess {
-                                rejected_spans: outcome.rejected_spans,
-                                error_message: outcome.error_message,
-                            }
-                        }),
-                    })
-                })
+                .map(|outcome| Response::new(outcome.into_response()))
                 .map_err(|e| status(&e)),
         };
         self.sink

@@ -16,9 +16,6 @@ use axum::routing::post;
 use axum::Router;
 use flywheel_bus::Publisher;
 use flywheel_core::ErrorCode;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceResponse,
-};
 use prost::Message;
 
 use crate::auth::Authenticator;
@@ -146,7 +143,10 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, IngestError> {
                 format!("request body exceeds the limit of {limit} bytes"),
             )
         } else {
-            IngestError::new(ErrorCode::Malformed, format!("cannot read request body: {inner}"))
+            IngestError::new(
+                ErrorCode::Malformed,
+                format!("cannot read request body: {inner}"),
+            )
         }
     })
 }
@@ -156,12 +156,7 @@ fn header_str<K: header::AsHeaderName>(headers: &HeaderMap, key: K) -> Option<&s
 }
 
 fn success(format: Format, outcome: ExportOutcome) -> Response {
-    let response = ExportTraceServiceResponse {
-        partial_success: (outcome.rejected_spans > 0).then(|| ExportTracePartialSuccess {
-            rejected_spans: outcome.rejected_spans,
-            error_message: outcome.error_message,
-        }),
-    };
+    let response = outcome.into_response();
     let body = match format {
         Format::Protobuf => response.encode_to_vec(),
         // `{}` rather than `{"partialSuccess":null}` for a full success.

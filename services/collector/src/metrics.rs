@@ -56,7 +56,8 @@ impl Metrics {
                 &["transport", "outcome"],
             )?,
             request_duration: HistogramVec::new(
-                HistogramOpts::new(REQUEST_DURATION, "OTLP request latency.").buckets(latency.clone()),
+                HistogramOpts::new(REQUEST_DURATION, "OTLP request latency.")
+                    .buckets(latency.clone()),
                 &["transport"],
             )?,
             produce_duration: HistogramVec::new(

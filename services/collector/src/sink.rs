@@ -10,7 +10,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use flywheel_bus::{Publisher, Record};
 use flywheel_core::{wire, ErrorCode, ProjectId};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use tokio::sync::Semaphore;
 
 use crate::error::IngestError;
@@ -40,6 +42,18 @@ impl Transport {
 pub struct ExportOutcome {
     pub rejected_spans: i64,
     pub error_message: String,
+}
+
+impl ExportOutcome {
+    /// The OTLP response: `partial_success` only when spans were refused.
+    pub fn into_response(self) -> ExportTraceServiceResponse {
+        ExportTraceServiceResponse {
+            partial_success: (self.rejected_spans > 0).then_some(ExportTracePartialSuccess {
+                rejected_spans: self.rejected_spans,
+                error_message: self.error_message,
+            }),
+        }
+    }
 }
 
 /// Validates, splits and durably publishes trace requests.
@@ -98,7 +112,10 @@ impl<P: Publisher> TraceSink<P> {
     ) -> Result<ExportOutcome, IngestError> {
         let t = transport.label();
         let received = count_spans(&request) + rejections.count();
-        self.metrics.spans_received.with_label_values(&[t]).inc_by(received);
+        self.metrics
+            .spans_received
+            .with_label_values(&[t])
+            .inc_by(received);
 
         drop_invalid(&mut request, &mut rejections);
         let messages = split_by_trace(request, self.max_message_bytes, &mut rejections);
@@ -114,7 +131,10 @@ impl<P: Publisher> TraceSink<P> {
         let result = self.publish(project, messages).await;
         match &result {
             Ok(()) => {
-                self.metrics.spans_published.with_label_values(&[t]).inc_by(accepted);
+                self.metrics
+                    .spans_published
+                    .with_label_values(&[t])
+                    .inc_by(accepted);
                 self.metrics.requests.with_label_values(&[t, "ok"]).inc();
             }
             Err(e) => {
@@ -127,7 +147,11 @@ impl<P: Publisher> TraceSink<P> {
         }
         result.map(|()| ExportOutcome {
             rejected_spans: i64::try_from(refused).unwrap_or(i64::MAX),
-            error_message: if refused > 0 { rejections.message() } else { String::new() },
+            error_message: if refused > 0 {
+                rejections.message()
+            } else {
+                String::new()
+            },
         })
     }
 
@@ -153,7 +177,10 @@ impl<P: Publisher> TraceSink<P> {
                 headers: vec![
                     (wire::HEADER_PROJECT, project_bytes.clone()),
                     (wire::HEADER_RECEIVED_AT_NS, received_at.clone()),
-                    (wire::HEADER_ENCODING, wire::ENCODING_OTLP_PROTO.as_bytes().to_vec()),
+                    (
+                        wire::HEADER_ENCODING,
+                        wire::ENCODING_OTLP_PROTO.as_bytes().to_vec(),
+                    ),
                 ],
             })
             .collect();

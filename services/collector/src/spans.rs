@@ -53,13 +53,19 @@ pub fn count_spans(request: &ExportTraceServiceRequest) -> u64 {
 /// Why a span is invalid, if it is.
 fn check_span(span: &Span) -> Option<String> {
     if span.trace_id.len() != 16 {
-        return Some(format!("trace_id must be 16 bytes, got {}", span.trace_id.len()));
+        return Some(format!(
+            "trace_id must be 16 bytes, got {}",
+            span.trace_id.len()
+        ));
     }
     if span.trace_id.iter().all(|b| *b == 0) {
         return Some("trace_id must not be all zeros".to_string());
     }
     if span.span_id.len() != 8 {
-        return Some(format!("span_id must be 8 bytes, got {}", span.span_id.len()));
+        return Some(format!(
+            "span_id must be 8 bytes, got {}",
+            span.span_id.len()
+        ));
     }
     if span.span_id.iter().all(|b| *b == 0) {
         return Some("span_id must not be all zeros".to_string());

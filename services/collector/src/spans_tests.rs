@@ -27,7 +27,10 @@ fn kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
-fn request(groups: Vec<(&str, Vec<(&str, Vec<Span>)>)>) -> ExportTraceServiceRequest {
+/// (service name, [(scope name, spans)])
+type Resources<'a> = Vec<(&'a str, Vec<(&'a str, Vec<Span>)>)>;
+
+fn request(groups: Resources<'_>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: groups
             .into_iter()
@@ -69,7 +72,11 @@ fn flatten(r: &ExportTraceServiceRequest) -> Vec<(String, String, String)> {
         };
         for ss in &rs.scope_spans {
             for s in &ss.spans {
-                out.push((service.clone(), ss.scope.as_ref().unwrap().name.clone(), s.name.clone()));
+                out.push((
+                    service.clone(),
+                    ss.scope.as_ref().unwrap().name.clone(),
+                    s.name.clone(),
+                ));
             }
         }
     }
@@ -79,8 +86,17 @@ fn flatten(r: &ExportTraceServiceRequest) -> Vec<(String, String, String)> {
 #[test]
 fn splits_per_trace_keeping_resource_and_scope() {
     let req = request(vec![
-        ("svc-a", vec![("s1", vec![span(1, 1, "a1"), span(2, 2, "b1")]), ("s2", vec![span(1, 3, "a2")])]),
-        ("svc-b", vec![("s3", vec![span(2, 4, "b2"), span(1, 5, "a3")])]),
+        (
+            "svc-a",
+            vec![
+                ("s1", vec![span(1, 1, "a1"), span(2, 2, "b1")]),
+                ("s2", vec![span(1, 3, "a2")]),
+            ],
+        ),
+        (
+            "svc-b",
+            vec![("s3", vec![span(2, 4, "b2"), span(1, 5, "a3")])],
+        ),
     ]);
     let mut rej = Rejections::default();
     let msgs = split_by_trace(req, 1_000_000, &mut rej);
@@ -124,7 +140,11 @@ fn large_trace_is_cut_below_the_message_limit_and_oversized_span_rejected() {
     assert!(msgs.len() >= 7, "{} messages", msgs.len());
     let mut names = Vec::new();
     for m in &msgs {
-        assert!(m.payload.len() <= 8_000, "message of {} bytes", m.payload.len());
+        assert!(
+            m.payload.len() <= 8_000,
+            "message of {} bytes",
+            m.payload.len()
+        );
         assert_eq!(m.trace_id, [7; 16]);
         names.extend(flatten(&decode(m)).into_iter().map(|(_, _, n)| n));
     }
@@ -141,7 +161,10 @@ fn invalid_spans_are_dropped_with_reasons() {
     bad_parent.parent_span_id = vec![1; 4];
     let zero_span = span(4, 0, "zero-span");
     let good = span(5, 5, "good");
-    let mut req = request(vec![("svc", vec![("s", vec![short, zero, good, bad_parent, zero_span])])]);
+    let mut req = request(vec![(
+        "svc",
+        vec![("s", vec![short, zero, good, bad_parent, zero_span])],
+    )]);
     let mut rej = Rejections::default();
     drop_invalid(&mut req, &mut rej);
     assert_eq!(rej.count(), 4);
@@ -160,5 +183,9 @@ fn rejection_message_is_bounded() {
         rej.reject(format!("reason {i}"));
     }
     assert_eq!(rej.count(), 100);
-    assert!(rej.message().ends_with("; and 95 more"), "{}", rej.message());
+    assert!(
+        rej.message().ends_with("; and 95 more"),
+        "{}",
+        rej.message()
+    );
 }

@@ -5,11 +5,14 @@ use flywheel_collector::decode::{decode_json, decode_protobuf, gunzip_limited};
 use flywheel_collector::spans::{count_spans, drop_invalid, split_by_trace, Rejections};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../tests/fixtures/otlp/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../tests/fixtures/otlp/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -48,12 +51,18 @@ fn chat_and_stream_fixture_content() {
         .flat_map(|ss| &ss.spans)
         .collect();
     assert!(spans.iter().all(|s| s.name == "openai.chat"));
-    assert_eq!(hex::encode(&spans[0].trace_id), "c828b5f96f708644f3662461347fe549");
+    assert_eq!(
+        hex::encode(&spans[0].trace_id),
+        "c828b5f96f708644f3662461347fe549"
+    );
     assert_eq!(hex::encode(&spans[1].span_id), "ba7c65d346e2958b");
     // The streaming call carries one event per chunk.
     assert_eq!(spans[1].events.len(), 8);
     assert_eq!(spans[1].events[0].name, "gen_ai.content.completion.chunk");
-    assert!(matches!(attr(spans[0], "gen_ai.usage.input_tokens"), Some(Value::IntValue(42))));
+    assert!(matches!(
+        attr(spans[0], "gen_ai.usage.input_tokens"),
+        Some(Value::IntValue(42))
+    ));
 
     // Two traces -> two messages, each a valid request with the resource kept.
     let mut rej = Rejections::default();
@@ -62,14 +71,19 @@ fn chat_and_stream_fixture_content() {
     for m in &msgs {
         let one = ExportTraceServiceRequest::decode(m.payload.as_slice()).unwrap();
         assert_eq!(count_spans(&one), 1);
-        assert_eq!(one.resource_spans[0].resource, req.resource_spans[0].resource);
+        assert_eq!(
+            one.resource_spans[0].resource,
+            req.resource_spans[0].resource
+        );
     }
 }
 
 #[test]
 fn error_fixture_keeps_status_and_exception_event() {
-    let mut req =
-        decode_protobuf(&fixture("openllmetry-openai-0.62.4-error-and-stopped-stream.pb")).unwrap();
+    let mut req = decode_protobuf(&fixture(
+        "openllmetry-openai-0.62.4-error-and-stopped-stream.pb",
+    ))
+    .unwrap();
     let mut rej = Rejections::default();
     drop_invalid(&mut req, &mut rej);
     assert_eq!(rej.count(), 0);
