@@ -13,6 +13,11 @@ use clap::{Parser, Subcommand};
 use flywheel_bus::KafkaPublisher;
 use flywheel_telemetry::Readiness;
 
+/// mimalloc: allocation is a third of the collector's CPU profile with the system allocator
+/// (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "flywheel",
@@ -35,11 +40,14 @@ enum Command {
     All,
     /// Print the effective configuration check result and exit (fails on an invalid config).
     CheckConfig,
-    /// Count the messages and spans on a span topic (for benchmarks and operators).
+    /// Count the messages (and with --decode the spans) on a span topic.
     TopicStats {
         /// Topic to read; defaults to the collector's spans topic.
         #[arg(long)]
         topic: Option<String>,
+        /// Also read and decode every message to count spans.
+        #[arg(long)]
+        decode: bool,
     },
 }
 
@@ -67,9 +75,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("configuration ok");
             Ok(())
         }
-        Command::TopicStats { topic } => {
+        Command::TopicStats { topic, decode } => {
             let topic = topic.unwrap_or_else(|| config.collector.spans_topic.clone());
-            tools::topic_stats(&config.kafka, &topic)
+            tools::topic_stats(&config.kafka, &topic, decode)
         }
     }
 }

@@ -7,14 +7,27 @@ use flywheel_bus::{inspect, KafkaConfig};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-/// Prints the number of messages and spans on a span topic, and the first and last message
-/// timestamps (when the producer created them), as `key=value` pairs.
-pub fn topic_stats(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<()> {
-    let messages = inspect::read_all(kafka, topic, Duration::from_secs(10))
+/// Prints what a span topic holds as `key=value` pairs: the message count from the partition
+/// offsets (cheap), and with `decode` also the span count and the first and last message
+/// timestamps (reads every message).
+pub fn topic_stats(kafka: &KafkaConfig, topic: &str, decode: bool) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(30);
+    let counts = inspect::message_counts(kafka, topic, timeout)
+        .with_context(|| format!("cannot read the offsets of topic {topic}"))?;
+    let messages: i64 = counts.iter().map(|(_, n)| n).sum();
+    print!(
+        "topic={topic} partitions={} messages={messages}",
+        counts.len()
+    );
+    if !decode {
+        println!();
+        return Ok(());
+    }
+    let all = inspect::read_all(kafka, topic, timeout)
         .with_context(|| format!("cannot read topic {topic}"))?;
     let mut spans = 0usize;
     let mut undecodable = 0usize;
-    for m in &messages {
+    for m in &all {
         match ExportTraceServiceRequest::decode(m.payload.as_slice()) {
             Ok(r) => {
                 spans += r
@@ -27,11 +40,10 @@ pub fn topic_stats(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<()> {
             Err(_) => undecodable += 1,
         }
     }
-    let first = messages.iter().filter_map(|m| m.timestamp_ms).min();
-    let last = messages.iter().filter_map(|m| m.timestamp_ms).max();
+    let first = all.iter().filter_map(|m| m.timestamp_ms).min();
+    let last = all.iter().filter_map(|m| m.timestamp_ms).max();
     println!(
-        "topic={topic} messages={} spans={spans} undecodable={undecodable} first_ts_ms={} last_ts_ms={}",
-        messages.len(),
+        " spans={spans} undecodable={undecodable} first_ts_ms={} last_ts_ms={}",
         first.unwrap_or(0),
         last.unwrap_or(0)
     );

@@ -34,29 +34,60 @@ impl TopicMessage {
     }
 }
 
-/// Reads every message of `topic` present when called. Blocking.
+fn consumer(config: &KafkaConfig) -> Result<BaseConsumer, KafkaError> {
+    crate::kafka::client_config(config)
+        .set("group.id", "flywheel-inspect")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+}
+
+/// `(partition, low, high)` watermarks of every partition of `topic`.
+fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut out = Vec::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+            out.push((p.id(), low, high));
+        }
+    }
+    Ok(out)
+}
+
+/// Number of messages in each partition of `topic`, from its offsets (no message is read).
+pub fn message_counts(
+    config: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<(i32, i64)>, KafkaError> {
+    let consumer = consumer(config)?;
+    Ok(watermarks(&consumer, topic, timeout)?
+        .into_iter()
+        .map(|(p, low, high)| (p, high - low))
+        .collect())
+}
+
+/// Reads every message of `topic` present when called. Blocking. Fails if they cannot all be
+/// read within `timeout` (at least 30 s).
 pub fn read_all(
     config: &KafkaConfig,
     topic: &str,
     timeout: Duration,
 ) -> Result<Vec<TopicMessage>, KafkaError> {
-    let consumer: BaseConsumer = crate::kafka::client_config(config)
-        .set("group.id", "flywheel-inspect")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let consumer = consumer(config)?;
     let mut assignment = TopicPartitionList::new();
     let mut remaining = 0i64;
     let mut ends = Vec::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
-            if high > low {
-                assignment.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
-                remaining += high - low;
-                ends.push((p.id(), high));
-            }
+    for (partition, low, high) in watermarks(&consumer, topic, timeout)? {
+        if high > low {
+            assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
+            remaining += high - low;
+            ends.push((partition, high));
         }
     }
     let mut out = Vec::with_capacity(usize::try_from(remaining).unwrap_or(0));
@@ -93,6 +124,11 @@ pub fn read_all(
             headers,
             timestamp_ms: m.timestamp().to_millis(),
         });
+    }
+    if (out.len() as i64) < remaining {
+        return Err(KafkaError::Global(
+            rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+        ));
     }
     Ok(out)
 }

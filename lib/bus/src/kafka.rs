@@ -18,7 +18,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
-use crate::{KafkaConfig, PublishError, Publisher, Record};
+use crate::{Headers, KafkaConfig, PublishError, Publisher, Record};
 
 /// Client context that turns "all brokers down" into not-ready at once.
 #[derive(Clone)]
@@ -112,13 +112,14 @@ impl KafkaPublisher {
     async fn enqueue(
         &self,
         topic: &str,
+        headers: &Headers,
         record: &Record,
     ) -> Result<rdkafka::producer::DeliveryFuture, PublishError> {
         let deadline = tokio::time::Instant::now() + self.queue_full_wait;
         loop {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for (key, value) in &record.headers {
-                headers = headers.insert(Header {
+            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+            for (key, value) in headers {
+                owned = owned.insert(Header {
                     key,
                     value: Some(value.as_slice()),
                 });
@@ -126,7 +127,7 @@ impl KafkaPublisher {
             let future_record = FutureRecord::to(topic)
                 .key(record.key.as_slice())
                 .payload(record.payload.as_slice())
-                .headers(headers);
+                .headers(owned);
             match self.producer.send_result(future_record) {
                 Ok(delivery) => return Ok(delivery),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -142,7 +143,12 @@ impl KafkaPublisher {
 }
 
 impl Publisher for KafkaPublisher {
-    async fn publish(&self, topic: &str, records: Vec<Record>) -> Result<(), PublishError> {
+    async fn publish(
+        &self,
+        topic: &str,
+        headers: &Headers,
+        records: Vec<Record>,
+    ) -> Result<(), PublishError> {
         if !self.is_ready() {
             return Err(PublishError::Unavailable(
                 "no Kafka broker is reachable".to_string(),
@@ -151,7 +157,7 @@ impl Publisher for KafkaPublisher {
         let mut deliveries = Vec::with_capacity(records.len());
         let mut enqueue_error = None;
         for record in &records {
-            match self.enqueue(topic, record).await {
+            match self.enqueue(topic, headers, record).await {
                 Ok(d) => deliveries.push(d),
                 Err(e) => {
                     enqueue_error = Some(e);

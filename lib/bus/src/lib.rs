@@ -24,21 +24,17 @@ pub struct Record {
     /// Partitioning key: records with the same key keep their order in one partition.
     pub key: Vec<u8>,
     pub payload: Vec<u8>,
-    pub headers: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl Record {
-    /// Bytes this record occupies in memory (key, payload and header values).
+    /// Bytes this record occupies in memory.
     pub fn size(&self) -> usize {
-        self.key.len()
-            + self.payload.len()
-            + self
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + v.len())
-                .sum::<usize>()
+        self.key.len() + self.payload.len()
     }
 }
+
+/// Message headers, the same for every record of one `publish` call.
+pub type Headers = [(&'static str, Vec<u8>)];
 
 /// Why records were not (or not provably) stored. Every variant except [`Self::Rejected`] is
 /// retryable by the client.
@@ -60,12 +56,13 @@ pub enum PublishError {
 
 /// Durable publishing of records to named topics.
 pub trait Publisher: Clone + Send + Sync + 'static {
-    /// Publishes `records` to `topic` and resolves once every one of them is durable, or with the
+    /// Publishes `records` to `topic`, each with `headers`, and resolves once every one of them is durable, or with the
     /// first error. On error, some records may already be stored (at-least-once): clients retry
     /// and downstream consumers deduplicate.
     fn publish(
         &self,
         topic: &str,
+        headers: &Headers,
         records: Vec<Record>,
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
 

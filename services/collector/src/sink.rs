@@ -168,20 +168,19 @@ impl<P: Publisher> TraceSink<P> {
             .map(|d| d.as_nanos().to_string())
             .unwrap_or_default()
             .into_bytes();
-        let project_bytes = project.as_str().as_bytes().to_vec();
+        let headers = [
+            (wire::HEADER_PROJECT, project.as_str().as_bytes().to_vec()),
+            (wire::HEADER_RECEIVED_AT_NS, received_at),
+            (
+                wire::HEADER_ENCODING,
+                wire::ENCODING_OTLP_PROTO.as_bytes().to_vec(),
+            ),
+        ];
         let records: Vec<Record> = messages
             .into_iter()
             .map(|m| Record {
                 key: hex::encode(m.trace_id).into_bytes(),
                 payload: m.payload,
-                headers: vec![
-                    (wire::HEADER_PROJECT, project_bytes.clone()),
-                    (wire::HEADER_RECEIVED_AT_NS, received_at.clone()),
-                    (
-                        wire::HEADER_ENCODING,
-                        wire::ENCODING_OTLP_PROTO.as_bytes().to_vec(),
-                    ),
-                ],
             })
             .collect();
         let bytes: usize = records.iter().map(Record::size).sum();
@@ -197,7 +196,7 @@ impl<P: Publisher> TraceSink<P> {
         let in_flight = i64::try_from(bytes).unwrap_or(i64::MAX);
         self.metrics.in_flight_bytes.add(in_flight);
         let started = Instant::now();
-        let result = self.publisher.publish(&self.topic, records).await;
+        let result = self.publisher.publish(&self.topic, &headers, records).await;
         self.metrics.in_flight_bytes.sub(in_flight);
         self.metrics
             .producer_queue_depth
