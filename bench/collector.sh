@@ -46,7 +46,7 @@ done
 # Memory at a steady ~10k spans/s (GenAI payload, 2 connections with a pause between requests).
 topic=bench.rss.$(date +%s%N)
 start_collector "$topic"
-rate_out=$(PAYLOAD="$out/genai.pb" DELAY_MS=95 wrk -t1 -c2 -d"${secs}s" -s bench/otlp/post_rate.lua http://127.0.0.1:4318/v1/traces)
+rate_out=$(PAYLOAD="$out/genai.pb" DELAY_MS=75 wrk -t1 -c2 -d"${secs}s" -s bench/otlp/post_rate.lua http://127.0.0.1:4318/v1/traces)
 reqs=$(echo "$rate_out" | awk '/requests in/{print $1}')
 rss=$(awk '/VmHWM/{print $2}' /proc/"$pid"/status)
 stop_collector

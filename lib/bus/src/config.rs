@@ -62,7 +62,7 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".to_string(),
             client_id: "flywheel".to_string(),
             compression: Compression::Lz4,
-            linger_ms: 5,
+            linger_ms: 20,
             message_timeout_ms: 10_000,
             max_message_bytes: 1_000_000,
             queue_max_messages: 1_000_000,
