@@ -4,7 +4,9 @@
 # actually reached the topic, not what got a 200.
 #
 # usage: bench/collector.sh [SECONDS=15] [CONNECTIONS=8] [RUNS=3]
-# Broker: BENCH_KAFKA (default: the local tansu broker of deploy/local/services.sh).
+# Broker: BENCH_KAFKA=host:port, or BENCH_KAFKA=memory for a private tansu with its in-memory
+# engine (keeps up with the collector, so the figures measure the collector), default: the
+# durable local tansu broker of deploy/local/services.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15} conns=${2:-8} runs=${3:-3}
@@ -12,6 +14,15 @@ secs=${1:-15} conns=${2:-8} runs=${3:-3}
 command -v wrk >/dev/null && command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk bc >/dev/null; }
 eval "$(deploy/local/services.sh up)"
 brokers=${BENCH_KAFKA:-$KAFKA_BROKERS}
+if [ "$brokers" = memory ]; then
+  brokers=127.0.0.1:19092
+  mkdir -p target/bench/tansu-memory
+  (cd target/bench/tansu-memory && exec tansu broker --listener-url tcp://$brokers \
+    --advertised-listener-url tcp://$brokers --storage-engine memory://tansu/) >/dev/null 2>&1 &
+  mem_pid=$!
+  trap 'kill $mem_pid 2>/dev/null || true' EXIT
+  sleep 1
+fi
 cargo build --release --locked -q
 bin=target/release/flywheel
 out=target/bench; mkdir -p "$out"
