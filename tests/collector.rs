@@ -231,6 +231,17 @@ async fn bad_input_gets_precise_errors_and_the_service_keeps_running() {
         ),
         "{e:?}"
     );
+    // A gzip bomb over gRPC: small on the wire, over the limit once decompressed.
+    let mut bomb = ExportTraceServiceRequest::decode(good.as_slice()).unwrap();
+    bomb.resource_spans[0].scope_spans[0].spans[0].name = "a".repeat(20 * 1024 * 1024);
+    let mut gz_client = TraceServiceClient::connect(c.grpc.clone())
+        .await
+        .unwrap()
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_encoding_message_size(usize::MAX);
+    let e = gz_client.export(bomb).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("decompressing"), "{e:?}");
 
     // Nothing of the above reached the topic; a valid request still works.
     assert!(c.spans().is_empty());
