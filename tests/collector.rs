@@ -337,3 +337,23 @@ async fn sigterm_drains_and_exits_cleanly() {
         flywheel_bus::inspect::read_all(&config, &topic, Duration::from_secs(10)).unwrap();
     assert_eq!(common::spans_of(&messages).len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zstd_and_uncompressed_producers_round_trip() {
+    for codec in ["zstd", "none"] {
+        let c = Collector::start(&kafka_brokers(), &[("FLYWHEEL_KAFKA__COMPRESSION", codec)]);
+        let body = fixture("openllmetry-openai-0.62.4-chat-and-stream.pb");
+        assert_eq!(
+            post(&c.traces_url(), PB, body.clone(), &[]).await.status(),
+            200
+        );
+        let spans = c.spans();
+        for span in spans_in(&ExportTraceServiceRequest::decode(body.as_slice()).unwrap()) {
+            assert_eq!(
+                spans.get(&hex::encode(&span.span_id)),
+                Some(&span),
+                "{codec}"
+            );
+        }
+    }
+}

@@ -43,7 +43,11 @@ fn dashboard_queries_use_exported_metric_names() {
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
-            assert!(exported.contains(&name), "{}: unknown metric {name}", path.display());
+            assert!(
+                exported.contains(&name),
+                "{}: unknown metric {name}",
+                path.display()
+            );
             checked += 1;
         }
     }

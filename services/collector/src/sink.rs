@@ -212,3 +212,7 @@ impl<P: Publisher> TraceSink<P> {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "sink_tests.rs"]
+mod tests;
