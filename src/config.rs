@@ -9,6 +9,8 @@ use std::path::Path;
 use flywheel_bus::KafkaConfig;
 use flywheel_collector::CollectorConfig;
 use flywheel_config::{ConfigError, Validate};
+use flywheel_ingester::IngesterConfig;
+use flywheel_schema::ClickHouseConfig;
 use serde::Deserialize;
 
 /// Top-level configuration.
@@ -17,7 +19,9 @@ use serde::Deserialize;
 pub struct FlywheelConfig {
     pub admin: AdminConfig,
     pub kafka: KafkaConfig,
+    pub clickhouse: ClickHouseConfig,
     pub collector: CollectorConfig,
+    pub ingester: IngesterConfig,
 }
 
 /// The admin server: `/metrics`, `/healthz`, `/readyz`.
@@ -38,7 +42,9 @@ impl Default for AdminConfig {
 impl Validate for FlywheelConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.kafka.validate()?;
-        self.collector.validate()
+        self.clickhouse.validate()?;
+        self.collector.validate()?;
+        self.ingester.validate()
     }
 }
 

@@ -36,8 +36,12 @@ struct Cli {
 enum Command {
     /// Run the collector: OTLP/HTTP and OTLP/gRPC receivers publishing to Kafka.
     Collector,
-    /// Run every service in one process.
+    /// Run the ingester: spans from Kafka into ClickHouse.
+    Ingester,
+    /// Run every service in one process (applies pending migrations first).
     All,
+    /// Create or upgrade the ClickHouse schema (idempotent).
+    Migrate,
     /// Print the effective configuration check result and exit (fails on an invalid config).
     CheckConfig,
     /// Count the messages (and with --decode the spans) on a span topic.
@@ -70,7 +74,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Collector | Command::All => runtime.block_on(serve(config)),
+        Command::Collector => runtime.block_on(serve(config, &[Service::Collector])),
+        Command::Ingester => runtime.block_on(serve(config, &[Service::Ingester])),
+        Command::All => runtime.block_on(async {
+            migrate(&config).await?;
+            serve(config, &[Service::Collector, Service::Ingester]).await
+        }),
+        Command::Migrate => runtime.block_on(migrate(&config)),
         Command::CheckConfig => {
             println!("configuration ok");
             Ok(())
@@ -82,19 +92,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Runs the services until SIGTERM / ctrl-c, then shuts down gracefully: receivers stop
-/// accepting, in-flight requests finish, the producer flushes.
-async fn serve(config: config::FlywheelConfig) -> anyhow::Result<()> {
+/// The services `flywheel` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Collector,
+    Ingester,
+}
+
+async fn migrate(config: &config::FlywheelConfig) -> anyhow::Result<()> {
+    let applied = flywheel_schema::migrate::migrate(&config.clickhouse)
+        .await
+        .context("migration failed")?;
+    let version = flywheel_schema::migrate::required_version();
+    if applied.is_empty() {
+        tracing::info!(version, database = %config.clickhouse.database, "schema up to date");
+    } else {
+        tracing::info!(?applied, version, database = %config.clickhouse.database, "schema migrated");
+    }
+    Ok(())
+}
+
+/// Runs `services` until SIGTERM / ctrl-c, then shuts down gracefully: receivers stop
+/// accepting, in-flight requests finish, batches are flushed and committed, the producer
+/// flushes.
+async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::Result<()> {
     let shutdown = flywheel_telemetry::shutdown_signal();
     let registry = prometheus::Registry::new();
     let readiness = Readiness::new();
-
-    let publisher = KafkaPublisher::start(
-        &config.kafka,
-        vec![config.collector.spans_topic.clone()],
-        shutdown.clone(),
-    )
-    .context("cannot create the Kafka producer")?;
 
     let (admin_addr, admin) = flywheel_telemetry::admin::bind(
         config.admin.listen,
@@ -107,23 +131,74 @@ async fn serve(config: config::FlywheelConfig) -> anyhow::Result<()> {
     tracing::info!(addr = %admin_addr, "admin server listening (/metrics, /healthz, /readyz)");
     let admin = tokio::spawn(admin);
 
-    let result = flywheel_collector::run(
-        config.collector,
-        publisher.clone(),
-        config.kafka.max_message_bytes,
-        &registry,
-        &readiness,
-        shutdown.clone(),
-    )
-    .await;
-    // Whatever happened, stop everything else and flush what the producer still holds.
-    shutdown.cancel();
-    let flush_timeout = Duration::from_millis(u64::from(config.kafka.message_timeout_ms));
-    if let Err(e) = publisher.flush(flush_timeout).await {
-        tracing::warn!(error = %e, "producer flush incomplete at shutdown");
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut publisher = None;
+    if services.contains(&Service::Collector) {
+        let p = KafkaPublisher::start(
+            &config.kafka,
+            vec![config.collector.spans_topic.clone()],
+            shutdown.clone(),
+        )
+        .context("cannot create the Kafka producer")?;
+        publisher = Some(p.clone());
+        let (collector, max_message_bytes) =
+            (config.collector.clone(), config.kafka.max_message_bytes);
+        let (registry, readiness, shutdown) =
+            (registry.clone(), readiness.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            flywheel_collector::run(
+                collector,
+                p,
+                max_message_bytes,
+                &registry,
+                &readiness,
+                shutdown,
+            )
+            .await
+            .context("collector failed")
+        });
+    }
+    if services.contains(&Service::Ingester) {
+        let (ingester, kafka, clickhouse) = (
+            config.ingester.clone(),
+            config.kafka.clone(),
+            config.clickhouse.clone(),
+        );
+        let (registry, readiness, shutdown) =
+            (registry.clone(), readiness.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            flywheel_ingester::run(
+                ingester,
+                &kafka,
+                &clickhouse,
+                &registry,
+                &readiness,
+                shutdown,
+            )
+            .await
+            .context("ingester failed")
+        });
+    }
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        // One service stopping (error or not) stops the others.
+        shutdown.cancel();
+        let outcome = joined.context("service task panicked").and_then(|r| r);
+        if let Err(e) = outcome {
+            tracing::error!(error = format!("{e:#}"), "service stopped with an error");
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
+    if let Some(p) = publisher {
+        let flush_timeout = Duration::from_millis(u64::from(config.kafka.message_timeout_ms));
+        if let Err(e) = p.flush(flush_timeout).await {
+            tracing::warn!(error = %e, "producer flush incomplete at shutdown");
+        }
     }
     let _ = admin.await;
-    result.context("collector failed")?;
+    result?;
     tracing::info!("flywheel stopped");
     Ok(())
 }

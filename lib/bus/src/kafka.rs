@@ -191,7 +191,7 @@ impl Publisher for KafkaPublisher {
 }
 
 /// librdkafka client settings common to producers, consumers and admin clients.
-pub(crate) fn client_config(config: &KafkaConfig) -> ClientConfig {
+pub fn client_config(config: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     client
         .set("bootstrap.servers", &config.brokers)

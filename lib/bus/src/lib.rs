@@ -14,7 +14,7 @@ pub mod inspect;
 mod kafka;
 
 pub use config::{Compression, KafkaConfig};
-pub use kafka::KafkaPublisher;
+pub use kafka::{client_config, KafkaPublisher};
 
 use std::future::Future;
 

@@ -1,0 +1,97 @@
+//! ClickHouse connection and schema options (section `[clickhouse]`).
+
+use std::collections::BTreeMap;
+
+use flywheel_config::{ConfigError, Validate};
+use serde::Deserialize;
+
+/// Where the tables live and how they are created.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    /// HTTP interface URL.
+    pub url: String,
+    pub user: String,
+    pub password: String,
+    /// Database holding every Flywheel table.
+    pub database: String,
+    /// Days to keep rows, per table (`otel_traces`, `llm_calls`); absent means forever.
+    pub ttl_days: BTreeMap<String, u32>,
+    /// Cluster name for `ON CLUSTER` DDL and Replicated engines; empty for a single server.
+    pub cluster: String,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8123".to_string(),
+            user: "default".to_string(),
+            password: String::new(),
+            database: "flywheel".to_string(),
+            ttl_days: BTreeMap::new(),
+            cluster: String::new(),
+        }
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !s.as_bytes()[0].is_ascii_digit()
+}
+
+impl Validate for ClickHouseConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "clickhouse.url",
+                "must start with http:// or https://",
+            ));
+        }
+        if !is_identifier(&self.database) {
+            return Err(ConfigError::invalid(
+                "clickhouse.database",
+                "must be letters, digits and '_' (not starting with a digit)",
+            ));
+        }
+        if !self.cluster.is_empty() && !is_identifier(&self.cluster) {
+            return Err(ConfigError::invalid(
+                "clickhouse.cluster",
+                "must be letters, digits and '_' (not starting with a digit)",
+            ));
+        }
+        for (table, days) in &self.ttl_days {
+            if !crate::migrate::TTL_TABLES.contains(&table.as_str()) {
+                return Err(ConfigError::invalid(
+                    "clickhouse.ttl_days",
+                    format!(
+                        "unknown table {table:?}; TTL applies to {}",
+                        crate::migrate::TTL_TABLES.join(", ")
+                    ),
+                ));
+            }
+            if *days == 0 {
+                return Err(ConfigError::invalid(
+                    "clickhouse.ttl_days",
+                    "days must be at least 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ClickHouseConfig {
+    /// A client for this server, using the Flywheel database.
+    pub fn client(&self) -> clickhouse::Client {
+        let mut client = clickhouse::Client::default()
+            .with_url(&self.url)
+            .with_user(&self.user)
+            .with_database(&self.database);
+        if !self.password.is_empty() {
+            client = client.with_password(&self.password);
+        }
+        client
+    }
+}

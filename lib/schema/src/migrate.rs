@@ -1,0 +1,254 @@
+//! Versioned, idempotent migrations of the Flywheel database (`flywheel migrate`).
+//!
+//! Each migration is a SQL file under `lib/schema/migrations/`, embedded at build time, applied
+//! once in version order and recorded in `<db>.schema_migrations`. Statements use `IF NOT EXISTS`
+//! so a migration interrupted half-way can simply run again. Placeholders:
+//!
+//! | placeholder | single server | `clickhouse.cluster = "c"` |
+//! |---|---|---|
+//! | `${DB}` | database name | database name |
+//! | `${ON_CLUSTER}` | empty | `ON CLUSTER c` |
+//! | `${MERGETREE}` | `MergeTree()` | `ReplicatedMergeTree()` (server default path macros) |
+//! | `${REPLACING_MERGETREE}` | `ReplacingMergeTree` | `ReplicatedReplacingMergeTree` |
+//! | `${TTL_<TABLE>}` | `TTL ...` from `clickhouse.ttl_days`, or empty | same |
+
+use crate::config::ClickHouseConfig;
+
+/// Tables that accept a TTL (`clickhouse.ttl_days`), with the time column it applies to.
+pub const TTL_TABLES: [&str; 2] = ["otel_traces", "llm_calls"];
+const TTL_COLUMNS: [(&str, &str); 2] = [("otel_traces", "Timestamp"), ("llm_calls", "timestamp")];
+
+/// One schema version.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "otel_traces",
+        sql: include_str!("../migrations/0001_otel_traces.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "llm_calls",
+        sql: include_str!("../migrations/0002_llm_calls.sql"),
+    },
+];
+
+/// The schema version this build needs.
+pub fn required_version() -> u32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// A migration or schema check failure.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("clickhouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    #[error("migration {version} ({name}) failed: {source}\nstatement:\n{statement}")]
+    Migration {
+        version: u32,
+        name: &'static str,
+        statement: String,
+        source: clickhouse::error::Error,
+    },
+    #[error(
+        "database `{database}` is at schema version {current}, this build needs {required}: run `flywheel migrate`"
+    )]
+    Outdated {
+        database: String,
+        current: u32,
+        required: u32,
+    },
+}
+
+/// Renders a migration's SQL for `config`.
+pub fn render(sql: &str, config: &ClickHouseConfig) -> String {
+    let clustered = !config.cluster.is_empty();
+    let mut out = sql
+        .replace("${DB}", &config.database)
+        .replace(
+            "${ON_CLUSTER}",
+            &if clustered {
+                format!("ON CLUSTER {}", config.cluster)
+            } else {
+                String::new()
+            },
+        )
+        .replace(
+            "${MERGETREE}",
+            if clustered {
+                "ReplicatedMergeTree()"
+            } else {
+                "MergeTree()"
+            },
+        )
+        .replace(
+            "${REPLACING_MERGETREE}",
+            if clustered {
+                "ReplicatedReplacingMergeTree"
+            } else {
+                "ReplacingMergeTree"
+            },
+        );
+    for (table, column) in TTL_COLUMNS {
+        let placeholder = format!("${{TTL_{}}}", table.to_ascii_uppercase());
+        let ttl = config.ttl_days.get(table).map_or(String::new(), |days| {
+            format!("TTL toDateTime({column}) + toIntervalDay({days})")
+        });
+        out = out.replace(&placeholder, &ttl);
+    }
+    out
+}
+
+/// The statements of a rendered migration (separated by `;` at the end of a line).
+pub fn statements(rendered: &str) -> Vec<String> {
+    rendered
+        .split(";\n")
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .trim_end_matches(';')
+                .to_string()
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn server_client(config: &ClickHouseConfig) -> clickhouse::Client {
+    // Without a default database: it may not exist yet.
+    let mut c = clickhouse::Client::default()
+        .with_url(&config.url)
+        .with_user(&config.user);
+    if !config.password.is_empty() {
+        c = c.with_password(&config.password);
+    }
+    c
+}
+
+/// The applied schema version (0 for a database Flywheel never migrated).
+pub async fn current_version(config: &ClickHouseConfig) -> Result<u32, SchemaError> {
+    let client = server_client(config);
+    let exists: u8 = client
+        .query("SELECT count() > 0 FROM system.tables WHERE database = ? AND name = 'schema_migrations'")
+        .bind(&config.database)
+        .fetch_one()
+        .await?;
+    if exists == 0 {
+        return Ok(0);
+    }
+    let version: u32 = client
+        .query(&format!(
+            "SELECT max(version) FROM {}.schema_migrations",
+            config.database
+        ))
+        .fetch_one()
+        .await?;
+    Ok(version)
+}
+
+/// Fails unless the database is at least at [`required_version`].
+pub async fn check(config: &ClickHouseConfig) -> Result<(), SchemaError> {
+    let current = current_version(config).await?;
+    let required = required_version();
+    if current < required {
+        return Err(SchemaError::Outdated {
+            database: config.database.clone(),
+            current,
+            required,
+        });
+    }
+    Ok(())
+}
+
+/// Applies every migration newer than the database's version. Returns the versions applied.
+pub async fn migrate(config: &ClickHouseConfig) -> Result<Vec<u32>, SchemaError> {
+    let client = server_client(config);
+    let db = &config.database;
+    let on_cluster = if config.cluster.is_empty() {
+        String::new()
+    } else {
+        format!("ON CLUSTER {}", config.cluster)
+    };
+    client
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {db} {on_cluster}"))
+        .execute()
+        .await?;
+    client
+        .query(&render(
+            "CREATE TABLE IF NOT EXISTS ${DB}.schema_migrations ${ON_CLUSTER} (
+                version UInt32, name String, applied_at DateTime64(3) DEFAULT now64(3)
+             ) ENGINE = ${REPLACING_MERGETREE} ORDER BY version",
+            config,
+        ))
+        .execute()
+        .await?;
+    let current = current_version(config).await?;
+    let mut applied = Vec::new();
+    for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+        for statement in statements(&render(m.sql, config)) {
+            client
+                .query(&statement)
+                .execute()
+                .await
+                .map_err(|source| SchemaError::Migration {
+                    version: m.version,
+                    name: m.name,
+                    statement: statement.clone(),
+                    source,
+                })?;
+        }
+        client
+            .query(&format!(
+                "INSERT INTO {db}.schema_migrations (version, name) VALUES (?, ?)"
+            ))
+            .bind(m.version)
+            .bind(m.name)
+            .execute()
+            .await?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+        applied.push(m.version);
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_increasing_and_contiguous() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1, "{}", m.name);
+        }
+    }
+
+    #[test]
+    fn renders_single_server_and_cluster() {
+        let mut config = ClickHouseConfig::default();
+        config.ttl_days.insert("otel_traces".into(), 30);
+        let sql = render(MIGRATIONS[0].sql, &config);
+        assert!(!sql.contains("${"), "unrendered placeholder");
+        assert!(sql.contains("TTL toDateTime(Timestamp) + toIntervalDay(30)"));
+        assert!(!sql.contains("ON CLUSTER"));
+        config.cluster = "prod".into();
+        for m in MIGRATIONS {
+            let sql = render(m.sql, &config);
+            assert!(!sql.contains("${"), "{}: unrendered placeholder", m.name);
+            for statement in statements(&sql) {
+                if statement.starts_with("CREATE") {
+                    assert!(statement.contains("ON CLUSTER prod"), "{statement}");
+                }
+                assert!(!statement.contains(" MergeTree()"), "{statement}");
+            }
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! The consume loop: Kafka -> per-partition batches -> ClickHouse -> offset commit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flywheel_bus::{Headers, KafkaPublisher, Publisher, Record};
+use flywheel_core::{wire, ProjectId};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message as _;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers as _, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::{dedup_token, parse_pending, pending_marker, Partition};
+use crate::map::Mapper;
+use crate::metrics::Metrics;
+use crate::writer::Writer;
+use crate::IngesterConfig;
+
+/// Partition assignment changes, recorded by librdkafka's callback for the loop to apply.
+#[derive(Debug)]
+pub enum Change {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+pub struct IngestContext {
+    topic: String,
+    changes: Arc<Mutex<Vec<Change>>>,
+    metrics: Metrics,
+}
+
+impl ClientContext for IngestContext {
+    fn stats(&self, statistics: Statistics) {
+        if let Some(topic) = statistics.topics.get(&self.topic) {
+            for (id, p) in &topic.partitions {
+                if *id >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[&id.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn post_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
+        let partitions = |tpl: &TopicPartitionList| {
+            tpl.elements_for_topic(&self.topic)
+                .iter()
+                .map(|e| e.partition())
+                .collect::<Vec<_>>()
+        };
+        let change = match rebalance {
+            Rebalance::Assign(tpl) => Change::Assigned(partitions(tpl)),
+            Rebalance::Revoke(tpl) => Change::Revoked(partitions(tpl)),
+            Rebalance::Error(e) => {
+                tracing::warn!(error = %e, "rebalance error");
+                return;
+            }
+        };
+        tracing::info!(?change, "partition assignment changed");
+        self.changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(change);
+    }
+}
+
+pub type IngestConsumer = StreamConsumer<IngestContext>;
+
+/// Creates the group consumer (manual commits, statistics for the lag gauge).
+pub fn create_consumer(
+    kafka: &flywheel_bus::KafkaConfig,
+    config: &IngesterConfig,
+    metrics: Metrics,
+) -> Result<(IngestConsumer, Arc<Mutex<Vec<Change>>>), KafkaError> {
+    let changes = Arc::new(Mutex::new(Vec::new()));
+    let mut client = flywheel_bus::client_config(kafka);
+    client
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
+        // A ClickHouse outage stops polling while the batch is retried; keep the membership.
+        .set("max.poll.interval.ms", "600000")
+        .set("session.timeout.ms", "30000");
+    let consumer: IngestConsumer = client.create_with_context(IngestContext {
+        topic: config.spans_topic.clone(),
+        changes: changes.clone(),
+        metrics,
+    })?;
+    consumer.subscribe(&[&config.spans_topic])?;
+    Ok((consumer, changes))
+}
+
+/// The loop's state and collaborators.
+pub struct Ingest {
+    pub config: IngesterConfig,
+    pub consumer: IngestConsumer,
+    pub changes: Arc<Mutex<Vec<Change>>>,
+    pub writer: Writer,
+    pub mapper: Mapper,
+    pub dead_letters: KafkaPublisher,
+    pub metrics: Metrics,
+    pub partitions: HashMap<i32, Partition>,
+}
+
+/// A message's fields, copied out of librdkafka's buffer.
+struct Incoming {
+    partition: i32,
+    offset: i64,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    project: ProjectId,
+    received_at_ns: Option<u64>,
+}
+
+fn header<'a, M: Message>(m: &'a M, name: &str) -> Option<&'a [u8]> {
+    let headers = m.headers()?;
+    headers.iter().find(|h| h.key == name).and_then(|h| h.value)
+}
+
+impl Ingest {
+    /// Consumes until `shutdown`, then flushes complete batches and commits.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let max_age = Duration::from_millis(self.config.batch_max_age_ms);
+        let mut tick = tokio::time::interval(Duration::from_millis(100).min(max_age));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                message = self.consumer.recv() => match message {
+                    Ok(m) => {
+                        let incoming = Incoming {
+                            partition: m.partition(),
+                            offset: m.offset(),
+                            key: m.key().unwrap_or_default().to_vec(),
+                            payload: m.payload().unwrap_or_default().to_vec(),
+                            project: header(&m, wire::HEADER_PROJECT)
+                                .and_then(|v| std::str::from_utf8(v).ok())
+                                .and_then(|v| ProjectId::new(v).ok())
+                                .unwrap_or_else(ProjectId::default_project),
+                            received_at_ns: header(&m, wire::HEADER_RECEIVED_AT_NS)
+                                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()),
+                        };
+                        drop(m);
+                        self.apply_changes();
+                        self.handle(incoming, &shutdown).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "kafka consume error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                },
+                _ = tick.tick() => {}
+            }
+            self.apply_changes();
+            let due: Vec<i32> = self
+                .partitions
+                .iter()
+                .filter(|(_, p)| p.flushable(self.config.batch_max_rows, max_age))
+                .map(|(id, _)| *id)
+                .collect();
+            for partition in due {
+                self.flush(partition, &shutdown).await;
+            }
+        }
+        // Graceful shutdown: insert what is complete (not replays cut short), commit, leave.
+        let open: Vec<i32> = self
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.batch.is_some() && p.replay_until.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        let no_cancel = CancellationToken::new();
+        let deadline = tokio::time::sleep(Duration::from_secs(30));
+        tokio::pin!(deadline);
+        for partition in open {
+            tokio::select! {
+                _ = &mut deadline => { tracing::warn!("shutdown flush timed out; uncommitted batches will be replayed"); break; }
+                _ = self.flush(partition, &no_cancel) => {}
+            }
+        }
+        tracing::info!("ingester stopped");
+    }
+
+    fn apply_changes(&mut self) {
+        let changes: Vec<Change> =
+            std::mem::take(&mut *self.changes.lock().unwrap_or_else(|p| p.into_inner()));
+        for change in changes {
+            let (Change::Assigned(ids) | Change::Revoked(ids)) = change;
+            // Either way, in-memory state for these partitions is stale: the committed offset
+            // and its pending marker are the truth, read again on the next message.
+            for id in ids {
+                self.partitions.remove(&id);
+            }
+        }
+    }
+
+    /// Reads the committed offset's metadata for a newly seen partition.
+    fn open_partition(&self, partition: i32) -> Partition {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.config.spans_topic, partition);
+        let committed = tokio::task::block_in_place(|| {
+            self.consumer
+                .committed_offsets(tpl, Duration::from_secs(10))
+        });
+        let replay_until = match committed {
+            Ok(list) => list
+                .find_partition(&self.config.spans_topic, partition)
+                .and_then(|e| {
+                    let (first, last) = parse_pending(e.metadata())?;
+                    (e.offset() == Offset::Offset(first)).then_some(last)
+                }),
+            Err(e) => {
+                tracing::warn!(error = %e, partition, "cannot read committed offset metadata");
+                None
+            }
+        };
+        if let Some(end) = replay_until {
+            tracing::info!(
+                partition,
+                end,
+                "replaying a pending batch with its original range"
+            );
+        }
+        Partition {
+            batch: None,
+            replay_until,
+        }
+    }
+
+    async fn handle(&mut self, m: Incoming, shutdown: &CancellationToken) {
+        if !self.partitions.contains_key(&m.partition) {
+            let state = self.open_partition(m.partition);
+            self.partitions.insert(m.partition, state);
+        }
+        let rows = match ExportTraceServiceRequest::decode(m.payload.as_slice()) {
+            Ok(request) => Some(
+                self.mapper.map(
+                    request,
+                    &m.project,
+                    m.received_at_ns
+                        .map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX)),
+                    &self.metrics,
+                ),
+            ),
+            Err(e) => {
+                self.dead_letter(&m, &e.to_string(), shutdown).await;
+                None
+            }
+        };
+        let Some(state) = self.partitions.get_mut(&m.partition) else {
+            return;
+        };
+        let (batch, replay_done) = state.push(m.offset);
+        if let Some(rows) = rows {
+            batch.traces.extend(rows.traces);
+            batch.calls.extend(rows.calls);
+            batch.received_at_ns.extend(m.received_at_ns);
+        }
+        if replay_done {
+            self.flush(m.partition, shutdown).await;
+        }
+    }
+
+    /// Copies an undecodable message to the dead-letter topic (retrying until it is there, so
+    /// that committing past it never loses it).
+    async fn dead_letter(&self, m: &Incoming, error: &str, shutdown: &CancellationToken) {
+        tracing::error!(
+            partition = m.partition,
+            offset = m.offset,
+            error,
+            "undecodable span message, sending to dead letters"
+        );
+        let headers: &Headers = &[
+            (
+                "flywheel.dlq.source_topic",
+                self.config.spans_topic.clone().into_bytes(),
+            ),
+            (
+                "flywheel.dlq.partition",
+                m.partition.to_string().into_bytes(),
+            ),
+            ("flywheel.dlq.offset", m.offset.to_string().into_bytes()),
+            ("flywheel.dlq.error", error.as_bytes().to_vec()),
+            (wire::HEADER_PROJECT, m.project.as_str().as_bytes().to_vec()),
+        ];
+        let record = Record {
+            key: m.key.clone(),
+            payload: m.payload.clone(),
+        };
+        let mut delay = Duration::from_millis(self.config.retry_initial_ms);
+        loop {
+            match self
+                .dead_letters
+                .publish(
+                    &self.config.dead_letter_topic,
+                    headers,
+                    vec![record.clone()],
+                )
+                .await
+            {
+                Ok(()) => {
+                    self.metrics.dead_letters.inc();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot write dead letter, will retry");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_millis(self.config.retry_max_ms));
+                }
+            }
+        }
+    }
+
+    fn commit(&self, partition: i32, offset: i64, metadata: &str) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.config.spans_topic, partition, Offset::Offset(offset))?;
+        if let Some(mut e) = tpl.find_partition(&self.config.spans_topic, partition) {
+            e.set_metadata(metadata);
+        }
+        tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync))
+    }
+
+    /// Marks the range pending, inserts it, commits past it.
+    async fn flush(&mut self, partition: i32, shutdown: &CancellationToken) {
+        let Some(state) = self.partitions.get_mut(&partition) else {
+            return;
+        };
+        let Some(batch) = state.batch.take() else {
+            return;
+        };
+        state.replay_until = Some(batch.last); // until committed, a crash replays this range
+        let topic = self.config.spans_topic.clone();
+        if let Err(e) = self.commit(
+            partition,
+            batch.first,
+            &pending_marker(batch.first, batch.last),
+        ) {
+            tracing::warn!(error = %e, partition, "cannot mark batch pending; dropping it for replay");
+            self.partitions.remove(&partition);
+            return;
+        }
+        let token = dedup_token(&topic, partition, batch.first, batch.last);
+        if self
+            .writer
+            .insert(&token, &batch.traces, &batch.calls, shutdown)
+            .await
+            .is_err()
+        {
+            return; // shutting down: the pending marker makes the next owner replay it
+        }
+        if let Err(e) = self.commit(partition, batch.last + 1, "") {
+            tracing::warn!(error = %e, partition, "commit after insert failed; the range will be replayed and deduplicated");
+            self.partitions.remove(&partition);
+            return;
+        }
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            state.replay_until = None;
+        }
+        self.metrics.batch_rows.observe(batch.traces.len() as f64);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        for at in batch.received_at_ns {
+            self.metrics
+                .event_to_stored
+                .observe(now.saturating_sub(at) as f64 / 1e9);
+        }
+    }
+}

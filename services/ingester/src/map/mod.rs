@@ -1,0 +1,89 @@
+//! Mapping OTLP requests to rows: every span becomes an `otel_traces` row ([`otel`]); model
+//! calls also become an `llm_calls` row ([`genai`]).
+
+pub mod genai;
+pub mod otel;
+pub mod value;
+
+use flywheel_core::ProjectId;
+use flywheel_schema::rows::{LlmCallRow, OtelTraceRow};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+use crate::config::IngesterConfig;
+use crate::metrics::Metrics;
+use crate::pricing::PriceTable;
+use value::{as_string, attribute_map, Attrs};
+
+/// Rows from one message.
+#[derive(Debug, Default, PartialEq)]
+pub struct Rows {
+    pub traces: Vec<OtelTraceRow>,
+    pub calls: Vec<LlmCallRow>,
+}
+
+/// Maps requests to rows with the configured prices and content capture.
+pub struct Mapper {
+    prices: PriceTable,
+    config: IngesterConfig,
+}
+
+impl Mapper {
+    pub fn new(prices: PriceTable, config: IngesterConfig) -> Self {
+        Self { prices, config }
+    }
+
+    /// Maps every span of `request`. `received_at_ns` is the collector's receipt time (0 when
+    /// unknown, e.g. a message from a stock OTel Collector).
+    pub fn map(
+        &self,
+        request: ExportTraceServiceRequest,
+        project: &ProjectId,
+        received_at_ns: i64,
+        metrics: &Metrics,
+    ) -> Rows {
+        let mut rows = Rows::default();
+        let capture = self.config.captures_content(project.as_str());
+        for rs in &request.resource_spans {
+            let resource = rs
+                .resource
+                .as_ref()
+                .map(|r| r.attributes.as_slice())
+                .unwrap_or_default();
+            let resource_attributes = attribute_map(resource);
+            let service_name = Attrs(resource)
+                .get("service.name")
+                .map(|v| as_string(Some(v)))
+                .unwrap_or_default();
+            for ss in &rs.scope_spans {
+                let scope = ss.scope.as_ref();
+                let ctx = otel::SpanContext {
+                    service_name: &service_name,
+                    resource_attributes: &resource_attributes,
+                    scope_name: scope.map_or("", |s| s.name.as_str()),
+                    scope_version: scope.map_or("", |s| s.version.as_str()),
+                    project: project.as_str(),
+                };
+                let call_ctx = genai::CallContext {
+                    project: project.as_str(),
+                    service: &service_name,
+                    resource: Attrs(resource),
+                    received_at_ns,
+                    prices: &self.prices,
+                    capture_content: capture,
+                };
+                for span in &ss.spans {
+                    rows.traces.push(otel::trace_row(span, &ctx));
+                    if let Some(call) = genai::llm_call(span, &call_ctx) {
+                        if call.cost_usd.is_none()
+                            && (call.input_tokens.is_some() || call.output_tokens.is_some())
+                        {
+                            metrics.unpriced_calls.inc();
+                        }
+                        rows.calls.push(call);
+                    }
+                }
+            }
+        }
+        rows
+    }
+}

@@ -1,0 +1,106 @@
+//! Inserts a batch into ClickHouse with its deduplication token, retrying with jittered
+//! exponential back-off until it succeeds or the ingester shuts down. Nothing is consumed
+//! meanwhile: the batch in hand is the only memory held, so an outage costs no loss and no
+//! unbounded growth.
+
+use std::time::{Duration, Instant};
+
+use clickhouse::{Client, Row};
+use flywheel_schema::rows::{LlmCallRow, OtelTraceRow};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// The insert was abandoned because the ingester is shutting down.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cancelled;
+
+pub struct Writer {
+    client: Client,
+    metrics: Metrics,
+    retry_initial: Duration,
+    retry_max: Duration,
+}
+
+impl Writer {
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        retry_initial: Duration,
+        retry_max: Duration,
+    ) -> Self {
+        Self {
+            client,
+            metrics,
+            retry_initial,
+            retry_max,
+        }
+    }
+
+    /// Inserts both tables' rows under `token`; a table already inserted by an earlier attempt
+    /// is deduplicated by ClickHouse.
+    pub async fn insert(
+        &self,
+        token: &str,
+        traces: &[OtelTraceRow],
+        calls: &[LlmCallRow],
+        shutdown: &CancellationToken,
+    ) -> Result<(), Cancelled> {
+        let mut delay = self.retry_initial;
+        loop {
+            let result = async {
+                self.insert_table("otel_traces", traces, token).await?;
+                self.insert_table("llm_calls", calls, token).await
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    self.metrics.insert_retries.inc();
+                    let jittered = delay.mul_f64(0.5 + fastrand::f64());
+                    tracing::warn!(error = %e, token, retry_in_ms = jittered.as_millis() as u64, "insert failed, will retry");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Err(Cancelled),
+                        _ = tokio::time::sleep(jittered) => {}
+                    }
+                    delay = (delay * 2).min(self.retry_max);
+                }
+            }
+        }
+    }
+
+    async fn insert_table<T>(
+        &self,
+        table: &str,
+        rows: &[T],
+        token: &str,
+    ) -> Result<(), clickhouse::error::Error>
+    where
+        T: Row + Serialize + for<'a> Row<Value<'a> = T>,
+    {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut insert = self
+            .client
+            .insert::<T>(table)
+            .await?
+            .with_setting("insert_deduplication_token", token)
+            .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1");
+        for row in rows {
+            insert.write(row).await?;
+        }
+        insert.end().await?;
+        self.metrics
+            .insert_duration
+            .with_label_values(&[table])
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .rows_inserted
+            .with_label_values(&[table])
+            .inc_by(rows.len() as u64);
+        Ok(())
+    }
+}
