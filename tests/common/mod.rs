@@ -22,6 +22,8 @@ pub fn kafka_brokers() -> String {
     )
 }
 
+pub mod ingest;
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -66,10 +68,19 @@ impl Collector {
 
     /// Starts without waiting for readiness.
     pub fn spawn(brokers: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn_command("collector", brokers, env)
+    }
+
+    /// Starts `flywheel <command>` (e.g. `all`) with the collector's ports and a fresh topic
+    /// (unless `env` sets `FLYWHEEL_COLLECTOR__SPANS_TOPIC`).
+    pub fn spawn_command(command: &str, brokers: &str, env: &[(&str, &str)]) -> Self {
         let (http, grpc, admin) = (free_port(), free_port(), free_port());
-        let topic = unique("test.spans");
+        let topic = env
+            .iter()
+            .find(|(k, _)| *k == "FLYWHEEL_COLLECTOR__SPANS_TOPIC")
+            .map_or_else(|| unique("test.spans"), |(_, v)| v.to_string());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flywheel"));
-        cmd.arg("collector")
+        cmd.arg(command)
             .env("FLYWHEEL_KAFKA__BROKERS", brokers)
             .env("FLYWHEEL_KAFKA__HEALTH_INTERVAL_MS", "200")
             .env("FLYWHEEL_COLLECTOR__SPANS_TOPIC", &topic)

@@ -116,6 +116,8 @@ pub struct Ingest {
     pub dead_letters: KafkaPublisher,
     pub metrics: Metrics,
     pub partitions: HashMap<i32, Partition>,
+    /// Successful inserts so far (for the test fault point).
+    pub inserts: u64,
 }
 
 /// A message's fields, copied out of librdkafka's buffer.
@@ -365,6 +367,11 @@ impl Ingest {
             .is_err()
         {
             return; // shutting down: the pending marker makes the next owner replay it
+        }
+        self.inserts += 1;
+        if self.inserts == self.config.test_crash_after_inserts {
+            tracing::error!(partition, token, "test fault point: aborting after insert, before commit");
+            std::process::abort();
         }
         if let Err(e) = self.commit(partition, batch.last + 1, "") {
             tracing::warn!(error = %e, partition, "commit after insert failed; the range will be replayed and deduplicated");

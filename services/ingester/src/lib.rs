@@ -83,6 +83,7 @@ pub async fn run(
         dead_letters,
         metrics,
         partitions: HashMap::new(),
+        inserts: 0,
     }
     .run(shutdown)
     .await;
