@@ -97,19 +97,32 @@ class Handler(BaseHTTPRequestHandler):
             sys.stderr.write("adapter: " + (fmt % args) + "\n")
 
     def read_body(self) -> bytes:
+        """Reads the whole request body; raises on a truncated one (a client that died mid-way
+        must not get a partial insert, as with a real ClickHouse server)."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             out = bytearray()
             while True:
                 line = self.rfile.readline()
+                if not line:
+                    raise ConnectionError("truncated chunked body")
                 size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return bytes(out)
-                out += self.rfile.read(size)
+                    while True:
+                        trailer = self.rfile.readline()
+                        if not trailer:
+                            raise ConnectionError("truncated chunked body")
+                        if trailer in (b"\r\n", b"\n"):
+                            return bytes(out)
+                chunk = self.rfile.read(size)
+                if len(chunk) != size:
+                    raise ConnectionError("truncated chunked body")
+                out += chunk
                 self.rfile.readline()
         length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        if len(body) != length:
+            raise ConnectionError("truncated body")
+        return body
 
     def reply(self, status: int, body: bytes, extra: dict | None = None):
         self.send_response(status)
@@ -129,7 +142,12 @@ class Handler(BaseHTTPRequestHandler):
         self.handle_query(b"")
 
     def do_POST(self):
-        self.handle_query(self.read_body())
+        try:
+            body = self.read_body()
+        except (ConnectionError, ValueError) as e:
+            self.close_connection = True
+            return self.reply(400, f"{e}\n".encode(), {"X-ClickHouse-Exception-Code": "33"})
+        self.handle_query(body)
 
     def handle_query(self, body: bytes):
         url = urlsplit(self.path)

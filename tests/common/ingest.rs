@@ -45,14 +45,21 @@ impl Pipeline {
             ("FLYWHEEL_COLLECTOR__SPANS_TOPIC", self.topic.clone()),
             ("FLYWHEEL_INGESTER__SPANS_TOPIC", self.topic.clone()),
             ("FLYWHEEL_INGESTER__GROUP_ID", self.group.clone()),
-            ("FLYWHEEL_INGESTER__DEAD_LETTER_TOPIC", self.dead_letters.clone()),
+            (
+                "FLYWHEEL_INGESTER__DEAD_LETTER_TOPIC",
+                self.dead_letters.clone(),
+            ),
             ("FLYWHEEL_CLICKHOUSE__URL", self.clickhouse.clone()),
             ("FLYWHEEL_CLICKHOUSE__DATABASE", self.database.clone()),
         ]
     }
 
     /// The same as `&str` pairs, plus `extra`.
-    pub fn env_with<'a>(&'a self, owned: &'a [(&'static str, String)], extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    pub fn env_with<'a>(
+        &'a self,
+        owned: &'a [(&'static str, String)],
+        extra: &[(&'a str, &'a str)],
+    ) -> Vec<(&'a str, &'a str)> {
         owned
             .iter()
             .map(|(k, v)| (*k, v.as_str()))
@@ -67,7 +74,11 @@ impl Pipeline {
             .envs(self.env())
             .output()
             .unwrap();
-        assert!(out.status.success(), "migrate failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn client(&self) -> clickhouse::Client {
@@ -78,7 +89,11 @@ impl Pipeline {
 
     /// `SELECT <expr>` from this pipeline's database, as one u64.
     pub async fn count(&self, sql: &str) -> u64 {
-        self.client().query(sql).fetch_one::<u64>().await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+        self.client()
+            .query(sql)
+            .fetch_one::<u64>()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// Waits until `sql` returns at least `n`.
@@ -89,7 +104,10 @@ impl Pipeline {
             if got >= n {
                 return got;
             }
-            assert!(std::time::Instant::now() < deadline, "timed out: {sql} = {got}, want {n}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out: {sql} = {got}, want {n}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -117,7 +135,10 @@ impl Ingester {
             .envs(pipeline.env())
             .envs(extra.iter().copied())
             .env("FLYWHEEL_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
-            .env("RUST_LOG", "warn,flywheel=info")
+            .env(
+                "RUST_LOG",
+                std::env::var("INGESTER_LOG").unwrap_or_else(|_| "warn,flywheel=info".into()),
+            )
             .stdin(Stdio::null())
             .spawn()
             .expect("cannot start flywheel ingester");
@@ -172,9 +193,13 @@ impl PrivateClickHouse {
     }
 
     pub fn restart(&mut self) {
-        let venv = std::env::var("FLYWHEEL_VENV").expect("FLYWHEEL_VENV is not set: run deploy/local/test.sh");
+        let venv = std::env::var("FLYWHEEL_VENV")
+            .expect("FLYWHEEL_VENV is not set: run deploy/local/test.sh");
         let child = Command::new(format!("{venv}/bin/python"))
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/local/clickhouse_adapter.py"))
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/deploy/local/clickhouse_adapter.py"
+            ))
             .args(["--listen", &format!("127.0.0.1:{}", self.port), "--data"])
             .arg(&self.dir)
             .stdout(Stdio::null())

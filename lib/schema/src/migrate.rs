@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "llm_calls",
         sql: include_str!("../migrations/0002_llm_calls.sql"),
     },
+    Migration {
+        version: 3,
+        name: "ingest_batches",
+        sql: include_str!("../migrations/0003_ingest_batches.sql"),
+    },
 ];
 
 /// The schema version this build needs.

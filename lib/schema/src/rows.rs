@@ -95,3 +95,13 @@ pub struct LlmCallRow {
     pub output_messages: String,
     pub received_at: i64,
 }
+
+/// A row of `ingest_batches`: the offset range an ingester is about to insert.
+#[derive(Debug, Clone, Default, PartialEq, Row, Serialize, Deserialize)]
+pub struct IngestBatchRow {
+    pub consumer_group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}

@@ -1,30 +1,16 @@
-//! Per-partition batches and the pending-range marker that makes retried inserts idempotent.
+//! Per-partition batches and the batch marker that makes retried inserts idempotent.
 //!
 //! A batch covers a contiguous offset range `[first, last]` of one partition. Before inserting
-//! it, the ingester commits the partition's current offset (`first`) with the Kafka commit
-//! metadata `flywheel:pending:<first>-<last>`; the insert carries the deduplication token
-//! `<topic>:<partition>:<first>-<last>`; afterwards it commits `last + 1`. Whoever consumes the
-//! partition next (this process after a crash, or another instance after a rebalance) reads the
-//! marker and rebuilds exactly the same range, so a retried insert has the same token and
-//! ClickHouse drops it as a duplicate. See adr/0004-ingester-exactly-once.md.
+//! it, the ingester records the range in ClickHouse (`ingest_batches`); the insert carries the
+//! deduplication token `<topic>:<partition>:<first>-<last>`; afterwards it commits `last + 1` to
+//! Kafka. Whoever consumes the partition next (this process after a crash, or another instance
+//! after a rebalance) finds the committed offset equal to the marker's `first` and rebuilds
+//! exactly the same range, so a retried insert has the same token and ClickHouse drops it as a
+//! duplicate. See adr/0004-ingester-exactly-once.md.
 
 use std::time::Instant;
 
 use flywheel_schema::rows::{LlmCallRow, OtelTraceRow};
-
-const PENDING_PREFIX: &str = "flywheel:pending:";
-
-/// Commit metadata announcing an insert of `[first, last]`.
-pub fn pending_marker(first: i64, last: i64) -> String {
-    format!("{PENDING_PREFIX}{first}-{last}")
-}
-
-/// Parses commit metadata written by [`pending_marker`].
-pub fn parse_pending(metadata: &str) -> Option<(i64, i64)> {
-    let (first, last) = metadata.strip_prefix(PENDING_PREFIX)?.split_once('-')?;
-    let (first, last) = (first.parse().ok()?, last.parse().ok()?);
-    (first <= last && first >= 0).then_some((first, last))
-}
 
 /// The ClickHouse `insert_deduplication_token` of a batch.
 pub fn dedup_token(topic: &str, partition: i32, first: i64, last: i64) -> String {
@@ -60,9 +46,13 @@ impl Batch {
 #[derive(Debug, Default)]
 pub struct Partition {
     pub batch: Option<Batch>,
-    /// Set when the committed metadata announced a pending range: the first batch must end
+    /// Set when a batch marker starts at the committed offset: the first batch must end
     /// exactly at this offset.
     pub replay_until: Option<i64>,
+    /// The committed offset when the partition was opened: anything below it is already
+    /// stored and is skipped, even if the consumer's fetch position started earlier (seen
+    /// with tansu after a rebalance that followed a crash).
+    pub committed: i64,
 }
 
 impl Partition {
@@ -96,20 +86,15 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn marker_round_trip_and_rejects() {
-        assert_eq!(parse_pending(&pending_marker(10, 99)), Some((10, 99)));
-        assert_eq!(parse_pending(""), None);
-        assert_eq!(parse_pending("flywheel:pending:9-3"), None);
-        assert_eq!(parse_pending("flywheel:pending:x-3"), None);
-        assert_eq!(parse_pending("other"), None);
+    fn token_names_the_range() {
         assert_eq!(dedup_token("t", 2, 10, 99), "t:2:10-99");
     }
 
     #[test]
     fn replay_ends_exactly_at_the_pending_offset() {
         let mut p = Partition {
-            batch: None,
             replay_until: Some(12),
+            ..Partition::default()
         };
         assert!(!p.push(10).1);
         assert!(
@@ -125,8 +110,8 @@ mod tests {
     #[test]
     fn passed_replay_is_forgotten() {
         let mut p = Partition {
-            batch: None,
             replay_until: Some(5),
+            ..Partition::default()
         };
         assert!(!p.push(8).1);
         assert_eq!(p.replay_until, None);

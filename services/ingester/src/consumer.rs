@@ -16,11 +16,12 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{dedup_token, parse_pending, pending_marker, Partition};
+use crate::batch::{dedup_token, Partition};
 use crate::map::Mapper;
 use crate::metrics::Metrics;
 use crate::writer::Writer;
 use crate::IngesterConfig;
+use flywheel_schema::rows::IngestBatchRow;
 
 /// Partition assignment changes, recorded by librdkafka's callback for the loop to apply.
 #[derive(Debug)]
@@ -211,43 +212,88 @@ impl Ingest {
         }
     }
 
-    /// Reads the committed offset's metadata for a newly seen partition.
-    fn open_partition(&self, partition: i32) -> Partition {
+    /// Reads the committed offset and the last batch marker of a newly seen partition.
+    async fn open_partition(&self, partition: i32, shutdown: &CancellationToken) -> Partition {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.config.spans_topic, partition);
         let committed = tokio::task::block_in_place(|| {
             self.consumer
                 .committed_offsets(tpl, Duration::from_secs(10))
         });
-        let replay_until = match committed {
-            Ok(list) => list
+        let committed = match committed {
+            Ok(list) => match list
                 .find_partition(&self.config.spans_topic, partition)
-                .and_then(|e| {
-                    let (first, last) = parse_pending(e.metadata())?;
-                    (e.offset() == Offset::Offset(first)).then_some(last)
-                }),
+                .map(|e| e.offset())
+            {
+                Some(Offset::Offset(o)) => o,
+                _ => 0,
+            },
             Err(e) => {
-                tracing::warn!(error = %e, partition, "cannot read committed offset metadata");
-                None
+                tracing::warn!(error = %e, partition, "cannot read the committed offset");
+                0
             }
         };
+        // The marker must be read (ClickHouse may be down): retry until it is, or shutdown.
+        let mut delay = Duration::from_millis(self.config.retry_initial_ms);
+        let marker = loop {
+            match crate::writer::last_marker(
+                self.writer.client(),
+                &self.config.group_id,
+                &self.config.spans_topic,
+                partition,
+            )
+            .await
+            {
+                Ok(m) => break m,
+                Err(e) => {
+                    tracing::warn!(error = %e, partition, "cannot read the batch marker, will retry");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break None,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_millis(self.config.retry_max_ms));
+                }
+            }
+        };
+        let replay_until = marker.and_then(|(first, last)| (first == committed).then_some(last));
+        tracing::debug!(
+            partition,
+            committed,
+            ?marker,
+            ?replay_until,
+            "opened partition"
+        );
         if let Some(end) = replay_until {
             tracing::info!(
                 partition,
+                committed,
                 end,
-                "replaying a pending batch with its original range"
+                "replaying an uncommitted batch with its original range"
             );
         }
         Partition {
             batch: None,
             replay_until,
+            committed,
         }
     }
 
     async fn handle(&mut self, m: Incoming, shutdown: &CancellationToken) {
         if !self.partitions.contains_key(&m.partition) {
-            let state = self.open_partition(m.partition);
+            let state = self.open_partition(m.partition, shutdown).await;
             self.partitions.insert(m.partition, state);
+        }
+        if self
+            .partitions
+            .get(&m.partition)
+            .is_some_and(|p| m.offset < p.committed)
+        {
+            tracing::debug!(
+                partition = m.partition,
+                offset = m.offset,
+                "skipping an already committed offset"
+            );
+            return;
         }
         let rows = match ExportTraceServiceRequest::decode(m.payload.as_slice()) {
             Ok(request) => Some(
@@ -331,16 +377,13 @@ impl Ingest {
         }
     }
 
-    fn commit(&self, partition: i32, offset: i64, metadata: &str) -> Result<(), KafkaError> {
+    fn commit(&self, partition: i32, offset: i64) -> Result<(), KafkaError> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.config.spans_topic, partition, Offset::Offset(offset))?;
-        if let Some(mut e) = tpl.find_partition(&self.config.spans_topic, partition) {
-            e.set_metadata(metadata);
-        }
         tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync))
     }
 
-    /// Marks the range pending, inserts it, commits past it.
+    /// Records the range, inserts it, commits past it.
     async fn flush(&mut self, partition: i32, shutdown: &CancellationToken) {
         let Some(state) = self.partitions.get_mut(&partition) else {
             return;
@@ -350,37 +393,55 @@ impl Ingest {
         };
         state.replay_until = Some(batch.last); // until committed, a crash replays this range
         let topic = self.config.spans_topic.clone();
-        if let Err(e) = self.commit(
+        let marker = IngestBatchRow {
+            consumer_group: self.config.group_id.clone(),
+            topic: topic.clone(),
             partition,
-            batch.first,
-            &pending_marker(batch.first, batch.last),
-        ) {
-            tracing::warn!(error = %e, partition, "cannot mark batch pending; dropping it for replay");
-            self.partitions.remove(&partition);
-            return;
-        }
+            first_offset: batch.first,
+            last_offset: batch.last,
+        };
         let token = dedup_token(&topic, partition, batch.first, batch.last);
         if self
             .writer
-            .insert(&token, &batch.traces, &batch.calls, shutdown)
+            .insert(&marker, &token, &batch.traces, &batch.calls, shutdown)
             .await
             .is_err()
         {
-            return; // shutting down: the pending marker makes the next owner replay it
+            return; // shutting down: the marker makes the next owner replay the range
         }
         self.inserts += 1;
         if self.inserts == self.config.test_crash_after_inserts {
-            tracing::error!(partition, token, "test fault point: aborting after insert, before commit");
+            tracing::error!(
+                partition,
+                token,
+                "test fault point: aborting after insert, before commit"
+            );
             std::process::abort();
         }
-        if let Err(e) = self.commit(partition, batch.last + 1, "") {
-            tracing::warn!(error = %e, partition, "commit after insert failed; the range will be replayed and deduplicated");
-            self.partitions.remove(&partition);
-            return;
+        // Commit before anything else happens on this partition: a later batch's marker would
+        // no longer start at the committed offset, and its replay would not be recognised.
+        let mut delay = Duration::from_millis(self.config.retry_initial_ms);
+        while let Err(e) = self.commit(partition, batch.last + 1) {
+            self.apply_changes();
+            if !self.partitions.contains_key(&partition) || shutdown.is_cancelled() {
+                // Revoked or stopping: the next owner replays the range under the same token.
+                tracing::warn!(error = %e, partition, "commit after insert failed; the range will be replayed and deduplicated");
+                return;
+            }
+            tracing::warn!(error = %e, partition, "commit after insert failed, will retry");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(self.config.retry_max_ms));
         }
         if let Some(state) = self.partitions.get_mut(&partition) {
             state.replay_until = None;
         }
+        tracing::debug!(
+            partition,
+            first = batch.first,
+            last = batch.last,
+            rows = batch.traces.len(),
+            "batch stored and committed"
+        );
         self.metrics.batch_rows.observe(batch.traces.len() as f64);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use clickhouse::{Client, Row};
-use flywheel_schema::rows::{LlmCallRow, OtelTraceRow};
+use flywheel_schema::rows::{IngestBatchRow, LlmCallRow, OtelTraceRow};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +16,26 @@ use crate::metrics::Metrics;
 #[derive(Debug, PartialEq, Eq)]
 pub struct Cancelled;
 
+/// Where a partition stands: the last batch marker, if any.
+pub async fn last_marker(
+    client: &Client,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<(i64, i64)>, clickhouse::error::Error> {
+    client
+        .query(
+            "SELECT first_offset, last_offset FROM ingest_batches FINAL \
+             WHERE consumer_group = ? AND topic = ? AND partition = ? \
+             ORDER BY first_offset DESC LIMIT 1",
+        )
+        .bind(group)
+        .bind(topic)
+        .bind(partition)
+        .fetch_optional::<(i64, i64)>()
+        .await
+}
+
 pub struct Writer {
     client: Client,
     metrics: Metrics,
@@ -24,6 +44,10 @@ pub struct Writer {
 }
 
 impl Writer {
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub fn new(
         client: Client,
         metrics: Metrics,
@@ -38,10 +62,11 @@ impl Writer {
         }
     }
 
-    /// Inserts both tables' rows under `token`; a table already inserted by an earlier attempt
-    /// is deduplicated by ClickHouse.
+    /// Records the batch marker, then inserts both tables' rows under `token`; a table already
+    /// inserted by an earlier attempt is deduplicated by ClickHouse.
     pub async fn insert(
         &self,
+        marker: &IngestBatchRow,
         token: &str,
         traces: &[OtelTraceRow],
         calls: &[LlmCallRow],
@@ -50,6 +75,12 @@ impl Writer {
         let mut delay = self.retry_initial;
         loop {
             let result = async {
+                let mut insert = self
+                    .client
+                    .insert::<IngestBatchRow>("ingest_batches")
+                    .await?;
+                insert.write(marker).await?;
+                insert.end().await?;
                 self.insert_table("otel_traces", traces, token).await?;
                 self.insert_table("llm_calls", calls, token).await
             }

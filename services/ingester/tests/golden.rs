@@ -40,7 +40,12 @@ fn real_sdk_payloads_map_to_golden_rows() {
     for name in FIXTURES {
         let body = std::fs::read(root().join(format!("tests/fixtures/otlp/{name}.pb"))).unwrap();
         let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
-        let rows = mapper.map(request, &ProjectId::new("golden").unwrap(), 1_700_000_000_000_000_000, &metrics);
+        let rows = mapper.map(
+            request,
+            &ProjectId::new("golden").unwrap(),
+            1_700_000_000_000_000_000,
+            &metrics,
+        );
         check(
             root().join(format!("tests/golden/{name}.otel_traces.json")),
             serde_json::to_value(&rows.traces).unwrap(),

@@ -1,0 +1,285 @@
+//! Integration tests of the ingest spine against the real broker and ClickHouse engine:
+//! OTLP in at the collector -> rows in `otel_traces` and `llm_calls`, exactly the golden rows;
+//! faults (kill -9 mid-batch, a crash between insert and commit, a poison message) checked by
+//! exact counts and uniqueness of (TraceId, SpanId).
+
+mod common;
+
+use std::time::Duration;
+
+use common::ingest::{clickhouse_url, Ingester, Pipeline};
+use common::{fixture, kafka_brokers, Collector};
+use flywheel_schema::rows::{LlmCallRow, OtelTraceRow};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+const CHAT: &str = "openllmetry-openai-0.62.4-chat-and-stream";
+const ERRS: &str = "openllmetry-openai-0.62.4-error-and-stopped-stream";
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn post_pb(url: &str, body: Vec<u8>) -> u16 {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn golden<T: serde::de::DeserializeOwned>(name: &str) -> Vec<T> {
+    let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The chat fixture with trace and span ids derived from `n` (each request distinct).
+fn numbered(n: u32) -> Vec<u8> {
+    let mut req =
+        ExportTraceServiceRequest::decode(fixture(&format!("{CHAT}.pb")).as_slice()).unwrap();
+    for (i, span) in req
+        .resource_spans
+        .iter_mut()
+        .flat_map(|rs| &mut rs.scope_spans)
+        .flat_map(|ss| &mut ss.spans)
+        .enumerate()
+    {
+        span.trace_id[..4].copy_from_slice(&n.to_be_bytes());
+        span.span_id[..4].copy_from_slice(&n.to_be_bytes());
+        span.span_id[4] = u8::try_from(i).unwrap();
+    }
+    req.encode_to_vec()
+}
+
+const EXACT: &str = "SELECT count() FROM otel_traces";
+const UNIQUE: &str = "SELECT uniqExact(TraceId, SpanId) FROM otel_traces";
+const CALLS: &str = "SELECT count() FROM llm_calls";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_in_golden_rows_out_in_both_tables() {
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    p.migrate();
+    let env = p.env();
+    let c = Collector::start(
+        &kafka_brokers(),
+        &p.env_with(
+            &env,
+            &[(
+                "FLYWHEEL_COLLECTOR__AUTH__KEYS",
+                "{golden-key-1=\"golden\"}",
+            )],
+        ),
+    );
+    let _ingester = Ingester::start(&p, &[]);
+    for name in [CHAT, ERRS] {
+        let status = reqwest::Client::new()
+            .post(c.traces_url())
+            .header("content-type", "application/x-protobuf")
+            .header("authorization", "Bearer golden-key-1")
+            .body(fixture(&format!("{name}.pb")))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    p.wait_count(EXACT, 3, TIMEOUT).await;
+    p.wait_count(CALLS, 3, TIMEOUT).await;
+
+    let traces: Vec<OtelTraceRow> = p
+        .client()
+        .query("SELECT ?fields FROM otel_traces ORDER BY Timestamp")
+        .fetch_all()
+        .await
+        .unwrap();
+    let mut expected: Vec<OtelTraceRow> = golden(&format!("{CHAT}.otel_traces.json"));
+    expected.extend(golden::<OtelTraceRow>(&format!("{ERRS}.otel_traces.json")));
+    expected.sort_by_key(|r| r.timestamp);
+    assert_eq!(traces, expected);
+
+    let mut calls: Vec<LlmCallRow> = p
+        .client()
+        .query("SELECT ?fields FROM llm_calls ORDER BY timestamp")
+        .fetch_all()
+        .await
+        .unwrap();
+    let mut expected: Vec<LlmCallRow> = golden(&format!("{CHAT}.llm_calls.json"));
+    expected.extend(golden::<LlmCallRow>(&format!("{ERRS}.llm_calls.json")));
+    expected.sort_by_key(|r| r.timestamp);
+    // The receive time is the collector's clock, not the golden file's.
+    for (got, want) in calls.iter_mut().zip(&mut expected) {
+        assert!(got.received_at > 1_600_000_000_000_000_000);
+        got.received_at = 0;
+        want.received_at = 0;
+    }
+    assert_eq!(calls, expected);
+    // The trace-id lookup materialized view follows the table.
+    assert_eq!(
+        p.count("SELECT count() FROM otel_traces_trace_id_ts").await,
+        3
+    );
+    p.drop_database().await;
+}
+
+/// The ingester aborts right after its `n`-th insert, before committing it; a normal ingester
+/// takes over and must replay the uncommitted range with the same token.
+async fn crash_after_insert(n: u64) {
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    p.migrate();
+    let env = p.env();
+    let c = Collector::start(&kafka_brokers(), &p.env_with(&env, &[]));
+    // 60 requests of 2 spans before any ingester runs, so batches are full and deterministic.
+    for i in 0..60 {
+        assert_eq!(post_pb(&c.traces_url(), numbered(i)).await, 200);
+    }
+    let crash_at = n.to_string();
+    let small_batches = ("FLYWHEEL_INGESTER__BATCH_MAX_ROWS", "10");
+    let crashing = Ingester::start(
+        &p,
+        &[
+            small_batches,
+            (
+                "FLYWHEEL_INGESTER__TEST_CRASH_AFTER_INSERTS",
+                crash_at.as_str(),
+            ),
+        ],
+    );
+    common::wait_until(Duration::from_secs(60), "ingester aborted", || {
+        common::http_get_status(&format!("{}/healthz", crashing.admin)).is_none()
+    });
+    drop(crashing);
+    let before = p.count(EXACT).await;
+    assert!(before >= 10 * n, "{before} rows before the crash");
+    let ingester = Ingester::start(&p, &[small_batches]);
+    p.wait_count(EXACT, 120, TIMEOUT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // let any duplicate show up
+    assert_eq!(p.count(EXACT).await, 120);
+    assert_eq!(p.count(UNIQUE).await, 120);
+    assert_eq!(p.count(CALLS).await, 120);
+    assert_eq!(p.count("SELECT count() FROM llm_calls FINAL").await, 120);
+    let m = ingester.metrics();
+    assert!(
+        m.contains("flywheel_ingester_rows_inserted_total{table=\"otel_traces\"}"),
+        "{m}"
+    );
+    p.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_after_the_first_insert_replays_without_duplicates() {
+    crash_after_insert(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_after_a_later_insert_replays_without_duplicates() {
+    crash_after_insert(4).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_batch_loses_nothing_and_duplicates_nothing() {
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    p.migrate();
+    let env = p.env();
+    let c = Collector::start(&kafka_brokers(), &p.env_with(&env, &[]));
+    let opts = [
+        ("FLYWHEEL_INGESTER__BATCH_MAX_ROWS", "25"),
+        ("FLYWHEEL_INGESTER__BATCH_MAX_AGE_MS", "300"),
+    ];
+    let mut ingester = Ingester::start(&p, &opts);
+    let url = c.traces_url();
+    let sender = tokio::spawn(async move {
+        for n in 0..300 {
+            assert_eq!(post_pb(&url, numbered(1000 + n)).await, 200);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    // Kill -9 three times while data flows, restarting each time.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        ingester.kill9();
+        ingester = Ingester::start(&p, &opts);
+    }
+    sender.await.unwrap();
+    p.wait_count(EXACT, 600, TIMEOUT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(p.count(EXACT).await, 600);
+    assert_eq!(p.count(UNIQUE).await, 600);
+    assert_eq!(p.count(CALLS).await, 600);
+    drop(ingester);
+    p.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_message_goes_to_dead_letters_and_the_rest_flows() {
+    use flywheel_bus::{KafkaConfig, KafkaPublisher, Publisher, Record};
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    p.migrate();
+    let env = p.env();
+    let c = Collector::start(&kafka_brokers(), &p.env_with(&env, &[]));
+    assert_eq!(post_pb(&c.traces_url(), numbered(1)).await, 200);
+    // A message that is not an ExportTraceServiceRequest, keyed like the others.
+    let kafka = KafkaConfig {
+        brokers: p.brokers.clone(),
+        create_topics: false,
+        ..KafkaConfig::default()
+    };
+    let publisher =
+        KafkaPublisher::start(&kafka, vec![], tokio_util::sync::CancellationToken::new()).unwrap();
+    common::wait_until(Duration::from_secs(20), "producer ready", || {
+        publisher.is_ready()
+    });
+    let poison = Record {
+        key: b"0102".to_vec(),
+        payload: vec![0xff, 0xff, 0xff, 0x01],
+    };
+    publisher
+        .publish(&p.topic, &[], vec![poison])
+        .await
+        .unwrap();
+    assert_eq!(post_pb(&c.traces_url(), numbered(2)).await, 200);
+
+    let ingester = Ingester::start(&p, &[]);
+    p.wait_count(EXACT, 4, TIMEOUT).await;
+    let dlq_config = KafkaConfig {
+        brokers: p.brokers.clone(),
+        ..KafkaConfig::default()
+    };
+    let mut dead = Vec::new();
+    common::wait_until(Duration::from_secs(30), "dead letter", || {
+        dead =
+            flywheel_bus::inspect::read_all(&dlq_config, &p.dead_letters, Duration::from_secs(5))
+                .unwrap_or_default();
+        !dead.is_empty()
+    });
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload, vec![0xff, 0xff, 0xff, 0x01]);
+    assert!(dead[0].header("flywheel.dlq.offset").is_some());
+    assert!(
+        std::str::from_utf8(dead[0].header("flywheel.dlq.error").unwrap())
+            .unwrap()
+            .contains("decode")
+    );
+    assert!(ingester
+        .metrics()
+        .contains("flywheel_ingester_dead_letters_total 1"));
+    assert_eq!(p.count(EXACT).await, 4);
+    p.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingester_refuses_an_old_schema() {
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flywheel"))
+        .arg("ingester")
+        .envs(p.env())
+        .env(
+            "FLYWHEEL_ADMIN__LISTEN",
+            format!("127.0.0.1:{}", common::free_port()),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run `flywheel migrate`"), "{err}");
+}
