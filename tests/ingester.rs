@@ -283,3 +283,40 @@ async fn ingester_refuses_an_old_schema() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("run `flywheel migrate`"), "{err}");
 }
+
+/// ClickHouse goes away for 30 s while spans keep arriving: the ingester stops, backs off,
+/// keeps its offsets, and once ClickHouse is back everything is there exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_outage_of_30s_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ch = common::ingest::PrivateClickHouse::start(dir.path());
+    let p = Pipeline::new(&kafka_brokers(), &ch.url);
+    p.migrate();
+    let env = p.env();
+    let c = Collector::start(&kafka_brokers(), &p.env_with(&env, &[]));
+    let ingester = Ingester::start(&p, &[("FLYWHEEL_INGESTER__RETRY_MAX_MS", "2000")]);
+    for n in 0..50 {
+        assert_eq!(post_pb(&c.traces_url(), numbered(5000 + n)).await, 200);
+    }
+    p.wait_count(EXACT, 100, TIMEOUT).await;
+
+    ch.kill();
+    // Spans keep arriving during the outage: Kafka holds them.
+    for n in 50..150 {
+        assert_eq!(post_pb(&c.traces_url(), numbered(5000 + n)).await, 200);
+        tokio::time::sleep(Duration::from_millis(300)).await; // spread over 30 s
+    }
+    ch.restart();
+    p.wait_count(EXACT, 300, TIMEOUT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(p.count(EXACT).await, 300);
+    assert_eq!(p.count(UNIQUE).await, 300);
+    assert_eq!(p.count(CALLS).await, 300);
+    let m = ingester.metrics();
+    let retries: u64 = m
+        .lines()
+        .find(|l| l.starts_with("flywheel_ingester_insert_retries_total "))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    assert!(retries > 0, "the outage caused no retry:\n{m}");
+}

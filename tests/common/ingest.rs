@@ -51,6 +51,8 @@ impl Pipeline {
             ),
             ("FLYWHEEL_CLICKHOUSE__URL", self.clickhouse.clone()),
             ("FLYWHEEL_CLICKHOUSE__DATABASE", self.database.clone()),
+            // A killed ingester's partitions move on after 6 s instead of 30 s.
+            ("FLYWHEEL_INGESTER__SESSION_TIMEOUT_MS", "6000".into()),
         ]
     }
 

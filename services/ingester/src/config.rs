@@ -29,6 +29,9 @@ pub struct IngesterConfig {
     pub capture_content: bool,
     /// Per-project override of `capture_content`: `project = false`.
     pub capture_content_projects: BTreeMap<String, bool>,
+    /// Kafka consumer session timeout: how long a crashed ingester keeps its partitions before
+    /// the group hands them to another instance.
+    pub session_timeout_ms: u32,
     /// Fault injection for tests only: abort the process right after the N-th successful
     /// insert, before its offsets are committed (0 = never).
     pub test_crash_after_inserts: u64,
@@ -47,6 +50,7 @@ impl Default for IngesterConfig {
             prices_file: None,
             capture_content: true,
             capture_content_projects: BTreeMap::new(),
+            session_timeout_ms: 30_000,
             test_crash_after_inserts: 0,
         }
     }

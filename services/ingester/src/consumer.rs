@@ -97,7 +97,7 @@ pub fn create_consumer(
         .set("statistics.interval.ms", "5000")
         // A ClickHouse outage stops polling while the batch is retried; keep the membership.
         .set("max.poll.interval.ms", "600000")
-        .set("session.timeout.ms", "30000");
+        .set("session.timeout.ms", config.session_timeout_ms.to_string());
     let consumer: IngestConsumer = client.create_with_context(IngestContext {
         topic: config.spans_topic.clone(),
         changes: changes.clone(),
