@@ -32,7 +32,7 @@ pub enum Change {
 
 pub struct IngestContext {
     topic: String,
-    changes: Arc<Mutex<Vec<Change>>>,
+    changes: Changes,
     metrics: Metrics,
 }
 
@@ -81,12 +81,15 @@ impl ConsumerContext for IngestContext {
 
 pub type IngestConsumer = StreamConsumer<IngestContext>;
 
+/// Assignment changes shared between librdkafka's callback and the loop.
+pub type Changes = Arc<Mutex<Vec<Change>>>;
+
 /// Creates the group consumer (manual commits, statistics for the lag gauge).
 pub fn create_consumer(
     kafka: &flywheel_bus::KafkaConfig,
     config: &IngesterConfig,
     metrics: Metrics,
-) -> Result<(IngestConsumer, Arc<Mutex<Vec<Change>>>), KafkaError> {
+) -> Result<(IngestConsumer, Changes), KafkaError> {
     let changes = Arc::new(Mutex::new(Vec::new()));
     let mut client = flywheel_bus::client_config(kafka);
     client
@@ -111,7 +114,7 @@ pub fn create_consumer(
 pub struct Ingest {
     pub config: IngesterConfig,
     pub consumer: IngestConsumer,
-    pub changes: Arc<Mutex<Vec<Change>>>,
+    pub changes: Changes,
     pub writer: Writer,
     pub mapper: Mapper,
     pub dead_letters: KafkaPublisher,

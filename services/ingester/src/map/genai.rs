@@ -201,7 +201,7 @@ fn indexed(span: Attrs<'_>, prefix: &str, fields: &[(&str, &str)]) -> Option<Jso
         .filter(|m| !m.is_empty())
         .map(Json::Object)
         .collect();
-    (!items.is_empty()).then(|| Json::Array(items))
+    (!items.is_empty()).then_some(Json::Array(items))
 }
 
 const MESSAGE_FIELDS: &[(&str, &str)] = &[
