@@ -428,3 +428,7 @@ pub fn llm_call(span: &Span, ctx: &CallContext<'_>) -> Option<LlmCallRow> {
         received_at: ctx.received_at_ns,
     })
 }
+
+#[cfg(test)]
+#[path = "genai_tests.rs"]
+mod tests;
