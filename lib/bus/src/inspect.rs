@@ -42,8 +42,29 @@ fn consumer(config: &KafkaConfig) -> Result<BaseConsumer, KafkaError> {
         .create()
 }
 
-/// `(partition, low, high)` watermarks of every partition of `topic`.
+/// [`watermarks_once`], retried a few times: a broker that just restarted may drop the first
+/// connections.
 fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+    let mut attempt = 0;
+    loop {
+        match watermarks_once(consumer, topic, timeout) {
+            Ok(w) => return Ok(w),
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "retrying topic metadata");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `(partition, low, high)` watermarks of every partition of `topic`.
+fn watermarks_once(
     consumer: &BaseConsumer,
     topic: &str,
     timeout: Duration,
