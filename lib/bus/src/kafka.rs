@@ -57,6 +57,9 @@ impl KafkaPublisher {
         let ready = Arc::new(AtomicBool::new(false));
         let mut client = client_config(config);
         client
+            // Topics are created explicitly (with the configured partitions), never by a
+            // metadata request.
+            .set("allow.auto.create.topics", "false")
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", config.compression.as_str())
@@ -234,37 +237,55 @@ async fn probe(
     ready: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
+    /// Consecutive failed probes before a slow broker counts as unreachable (a dead one is
+    /// caught at once by the all-brokers-down callback).
+    const FAILURES_BEFORE_DOWN: u32 = 3;
     let mut topics_ok = admin.is_none();
+    let mut failures = 0u32;
     loop {
         let p = producer.clone();
-        let timeout = settings.interval.max(Duration::from_millis(500));
+        let timeout = (settings.interval * 2).max(Duration::from_secs(2));
+        // Ask only about our topics: a broker with many topics answers that quickly too.
+        let topics = settings.topics.clone();
         let metadata = tokio::task::spawn_blocking(move || {
-            p.client().fetch_metadata(None, timeout).map(|m| {
-                m.topics()
+            let mut existing = Vec::new();
+            if topics.is_empty() {
+                p.client().fetch_metadata(None, timeout)?;
+            }
+            for topic in &topics {
+                let m = p.client().fetch_metadata(Some(topic), timeout)?;
+                if m.topics()
                     .iter()
-                    .map(|t| t.name().to_string())
-                    .collect::<Vec<_>>()
-            })
+                    .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+                {
+                    existing.push(topic.clone());
+                }
+            }
+            Ok::<_, KafkaError>(existing)
         })
         .await;
         let reachable = match metadata {
             Ok(Ok(existing)) => {
+                failures = 0;
                 if !topics_ok {
                     if let Some(admin) = &admin {
                         topics_ok = create_missing(admin, &settings, &existing).await;
                     }
                 }
-                topics_ok
+                Some(topics_ok)
             }
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "kafka metadata probe failed");
-                false
+                failures += 1;
+                tracing::debug!(error = %e, failures, "kafka metadata probe failed");
+                (failures >= FAILURES_BEFORE_DOWN).then_some(false)
             }
-            Err(_) => false,
+            Err(_) => Some(false),
         };
-        let was = ready.swap(reachable, Ordering::SeqCst);
-        if was != reachable {
-            tracing::info!(reachable, "kafka reachability changed");
+        if let Some(reachable) = reachable {
+            let was = ready.swap(reachable, Ordering::SeqCst);
+            if was != reachable {
+                tracing::info!(reachable, "kafka reachability changed");
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -19,6 +19,17 @@ pub struct ClickHouseConfig {
     pub ttl_days: BTreeMap<String, u32>,
     /// Cluster name for `ON CLUSTER` DDL and Replicated engines; empty for a single server.
     pub cluster: String,
+    /// Compress inserts (`lz4`, worth it over a network) or not (`none`, cheaper in CPU when
+    /// ClickHouse is local).
+    pub compression: InsertCompression,
+}
+
+/// Compression of data sent to ClickHouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InsertCompression {
+    Lz4,
+    None,
 }
 
 impl Default for ClickHouseConfig {
@@ -30,6 +41,7 @@ impl Default for ClickHouseConfig {
             database: "flywheel".to_string(),
             ttl_days: BTreeMap::new(),
             cluster: String::new(),
+            compression: InsertCompression::Lz4,
         }
     }
 }
@@ -91,6 +103,9 @@ impl ClickHouseConfig {
             .with_database(&self.database);
         if !self.password.is_empty() {
             client = client.with_password(&self.password);
+        }
+        if self.compression == InsertCompression::None {
+            client = client.with_compression(clickhouse::Compression::None);
         }
         client
     }

@@ -9,4 +9,4 @@ mod config;
 pub mod migrate;
 pub mod rows;
 
-pub use config::ClickHouseConfig;
+pub use config::{ClickHouseConfig, InsertCompression};

@@ -26,6 +26,8 @@ pub struct Batch {
     pub calls: Vec<LlmCallRow>,
     /// Collector receipt times (ns) of the batch's messages, for the latency histogram.
     pub received_at_ns: Vec<u64>,
+    /// Bytes of the Kafka messages in the batch (a proxy for its memory).
+    pub bytes: usize,
     pub opened: Instant,
 }
 
@@ -37,9 +39,18 @@ impl Batch {
             traces: Vec::new(),
             calls: Vec::new(),
             received_at_ns: Vec::new(),
+            bytes: 0,
             opened: Instant::now(),
         }
     }
+}
+
+/// When a batch is full.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub max_age: std::time::Duration,
 }
 
 /// What the ingester knows about one assigned partition.
@@ -72,9 +83,13 @@ impl Partition {
     }
 
     /// Whether the open batch may be flushed by size or age (never in the middle of a replay).
-    pub fn flushable(&self, max_rows: usize, max_age: std::time::Duration) -> bool {
+    pub fn flushable(&self, limits: &Limits) -> bool {
         match (&self.batch, self.replay_until) {
-            (Some(b), None) => b.traces.len() >= max_rows || b.opened.elapsed() >= max_age,
+            (Some(b), None) => {
+                b.traces.len() >= limits.max_rows
+                    || b.bytes >= limits.max_bytes
+                    || b.opened.elapsed() >= limits.max_age
+            }
             _ => false,
         }
     }
@@ -115,6 +130,10 @@ mod tests {
         };
         assert!(!p.push(8).1);
         assert_eq!(p.replay_until, None);
-        assert!(p.flushable(1_000, Duration::ZERO));
+        assert!(p.flushable(&Limits {
+            max_rows: 1_000,
+            max_bytes: 1 << 30,
+            max_age: Duration::ZERO
+        }));
     }
 }

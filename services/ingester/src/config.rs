@@ -18,6 +18,8 @@ pub struct IngesterConfig {
     pub dead_letter_topic: String,
     /// A partition's batch is inserted when it holds this many spans...
     pub batch_max_rows: usize,
+    /// ...or holds this many bytes of messages...
+    pub batch_max_bytes: usize,
     /// ...or when its oldest message is this old, whichever comes first.
     pub batch_max_age_ms: u64,
     /// Back-off after a failed insert, doubling up to `retry_max_ms`, with jitter.
@@ -44,6 +46,7 @@ impl Default for IngesterConfig {
             spans_topic: flywheel_core::wire::TOPIC_SPANS.to_string(),
             dead_letter_topic: "flywheel.spans.dlq".to_string(),
             batch_max_rows: 20_000,
+            batch_max_bytes: 32 * 1024 * 1024,
             batch_max_age_ms: 1_000,
             retry_initial_ms: 200,
             retry_max_ms: 10_000,

@@ -100,7 +100,9 @@ pub fn create_consumer(
         .set("statistics.interval.ms", "5000")
         // A ClickHouse outage stops polling while the batch is retried; keep the membership.
         .set("max.poll.interval.ms", "600000")
-        .set("session.timeout.ms", config.session_timeout_ms.to_string());
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        // Bound the prefetch queue (per partition): batches are the memory that matters.
+        .set("queued.max.messages.kbytes", "16384");
     let consumer: IngestConsumer = client.create_with_context(IngestContext {
         topic: config.spans_topic.clone(),
         changes: changes.clone(),
@@ -143,6 +145,11 @@ impl Ingest {
     /// Consumes until `shutdown`, then flushes complete batches and commits.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let max_age = Duration::from_millis(self.config.batch_max_age_ms);
+        let limits = crate::batch::Limits {
+            max_rows: self.config.batch_max_rows,
+            max_bytes: self.config.batch_max_bytes,
+            max_age,
+        };
         let mut tick = tokio::time::interval(Duration::from_millis(100).min(max_age));
         loop {
             tokio::select! {
@@ -176,7 +183,7 @@ impl Ingest {
             let due: Vec<i32> = self
                 .partitions
                 .iter()
-                .filter(|(_, p)| p.flushable(self.config.batch_max_rows, max_age))
+                .filter(|(_, p)| p.flushable(&limits))
                 .map(|(id, _)| *id)
                 .collect();
             for partition in due {
@@ -317,6 +324,7 @@ impl Ingest {
             return;
         };
         let (batch, replay_done) = state.push(m.offset);
+        batch.bytes += m.payload.len();
         if let Some(rows) = rows {
             batch.traces.extend(rows.traces);
             batch.calls.extend(rows.calls);
