@@ -42,6 +42,13 @@ enum Command {
     All,
     /// Create or upgrade the ClickHouse schema (idempotent).
     Migrate,
+    /// Recompute llm_calls.cost_usd from the current price table (built-in plus
+    /// ingester.prices_file) for calls since a time.
+    Reprice {
+        /// RFC 3339 time or date (`2026-11-01`, `2026-11-01T00:00:00Z`).
+        #[arg(long)]
+        since: String,
+    },
     /// Print the effective configuration check result and exit (fails on an invalid config).
     CheckConfig,
     /// Count the messages (and with --decode the spans) on a span topic.
@@ -81,6 +88,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             serve(config, &[Service::Collector, Service::Ingester]).await
         }),
         Command::Migrate => runtime.block_on(migrate(&config)),
+        Command::Reprice { since } => {
+            let since_ns = parse_since(&since)?;
+            runtime.block_on(async {
+                flywheel_ingester::reprice(&config.ingester, &config.clickhouse, since_ns)
+                    .await
+                    .context("reprice failed")
+            })?;
+            println!("repriced llm_calls since {since}");
+            Ok(())
+        }
         Command::CheckConfig => {
             println!("configuration ok");
             Ok(())
@@ -90,6 +107,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tools::topic_stats(&config.kafka, &topic, decode)
         }
     }
+}
+
+/// Parses `2026-11-01` or an RFC 3339 time into Unix nanoseconds.
+fn parse_since(s: &str) -> anyhow::Result<i64> {
+    let t = if s.len() == 10 {
+        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .with_context(|| format!("--since {s:?}: expected YYYY-MM-DD or RFC 3339"))?
+            .and_hms_opt(0, 0, 0)
+            .context("invalid date")?
+            .and_utc()
+    } else {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .with_context(|| format!("--since {s:?}: expected YYYY-MM-DD or RFC 3339"))?
+            .to_utc()
+    };
+    t.timestamp_nanos_opt().context("--since is out of range")
 }
 
 /// The services `flywheel` can run.

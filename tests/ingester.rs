@@ -320,3 +320,71 @@ async fn clickhouse_outage_of_30s_loses_nothing() {
         .unwrap_or(0);
     assert!(retries > 0, "the outage caused no retry:\n{m}");
 }
+
+/// A price fix corrects history: `flywheel reprice --since` recomputes stored costs from the
+/// current table (here an override file with a new gpt-4o-mini price).
+#[tokio::test(flavor = "multi_thread")]
+async fn reprice_rewrites_history_after_a_price_fix() {
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    p.migrate();
+    let env = p.env();
+    let c = Collector::start(&kafka_brokers(), &p.env_with(&env, &[]));
+    let ingester = Ingester::start(&p, &[]);
+    assert_eq!(
+        post_pb(&c.traces_url(), fixture(&format!("{CHAT}.pb"))).await,
+        200
+    );
+    p.wait_count(CALLS, 2, TIMEOUT).await;
+    drop(ingester);
+    // Built-in gpt-4o-mini: 32 plain input * 0.15 + 10 cached * 0.075 + 8 output * 0.60.
+    let before: Vec<(Option<f64>, String)> = p
+        .client()
+        .query("SELECT cost_usd, price_version FROM llm_calls")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert!(
+        before
+            .iter()
+            .all(|(c, _)| (c.unwrap() - 10.35e-6).abs() < 1e-12),
+        "{before:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(
+        &prices,
+        "version = \"fix-1\"\n[[model]]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\ninput = 1.0\ncached_input = 0.5\noutput = 2.0\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flywheel"))
+        .args(["reprice", "--since", "2020-01-01"])
+        .envs(p.env())
+        .env("FLYWHEEL_INGESTER__PRICES_FILE", &prices)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after: Vec<(Option<f64>, String)> = p
+        .client()
+        .query("SELECT cost_usd, price_version FROM llm_calls")
+        .fetch_all()
+        .await
+        .unwrap();
+    // 32 * 1.0 + 10 * 0.5 + 8 * 2.0 = 53 per million
+    for (cost, version) in &after {
+        assert!((cost.unwrap() - 53e-6).abs() < 1e-12, "{after:?}");
+        assert_eq!(version, "fix-1");
+    }
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_flywheel"))
+        .args(["reprice", "--since", "last tuesday"])
+        .envs(p.env())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected YYYY-MM-DD"));
+    p.drop_database().await;
+}

@@ -17,6 +17,7 @@ pub mod consumer;
 pub mod map;
 pub mod metrics;
 pub mod pricing;
+pub mod reprice;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -41,6 +42,8 @@ pub enum IngesterError {
     Metrics(#[from] prometheus::Error),
     #[error("prices: {0}")]
     Prices(String),
+    #[error("reprice failed: {0}")]
+    Reprice(String),
 }
 
 /// Runs the ingester until `shutdown`, then inserts complete batches, commits and returns.
@@ -88,4 +91,25 @@ pub async fn run(
     .run(shutdown)
     .await;
     Ok(())
+}
+
+/// Rewrites the cost of `llm_calls` since `since_ns` (Unix ns) from the current price table
+/// (built-in plus `ingester.prices_file`) and waits for the mutation to finish.
+pub async fn reprice(
+    config: &IngesterConfig,
+    clickhouse: &ClickHouseConfig,
+    since_ns: i64,
+) -> Result<(), IngesterError> {
+    flywheel_schema::migrate::check(clickhouse).await?;
+    let prices =
+        pricing::PriceTable::load(config.prices_file.as_deref()).map_err(IngesterError::Prices)?;
+    let Some(sql) = reprice::mutation(&prices, since_ns) else {
+        return Ok(());
+    };
+    clickhouse
+        .client()
+        .query(&sql)
+        .execute()
+        .await
+        .map_err(|e| IngesterError::Reprice(e.to_string()))
 }

@@ -172,6 +172,18 @@ impl PriceTable {
         Ok(())
     }
 
+    /// One price per normalised model name (the provider-less entries), sorted by model.
+    pub fn by_model(&self) -> Vec<(String, Price)> {
+        let mut out: Vec<(String, Price)> = self
+            .prices
+            .iter()
+            .filter(|((provider, _), _)| provider.is_empty())
+            .map(|((_, model), price)| (model.clone(), price.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// The price of `model` (normalised) from `provider`, falling back to the model alone.
     pub fn lookup(&self, provider: &str, model: &str) -> Option<&Price> {
         let model = normalize_model(model);
