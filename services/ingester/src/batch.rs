@@ -113,7 +113,11 @@ mod tests {
         };
         assert!(!p.push(10).1);
         assert!(
-            !p.flushable(1, Duration::ZERO),
+            !p.flushable(&Limits {
+                max_rows: 1,
+                max_bytes: 1,
+                max_age: Duration::ZERO
+            }),
             "no size or age flush during replay"
         );
         assert!(!p.push(11).1);
