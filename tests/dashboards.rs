@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use flywheel_collector::metrics as collector;
+use flywheel_ingester::metrics as ingester;
 
 /// Every metric name a service exports, with the suffixes Prometheus adds to histograms.
 fn exported() -> BTreeSet<String> {
@@ -15,6 +16,14 @@ fn exported() -> BTreeSet<String> {
         collector::PRODUCE_DURATION,
         collector::PRODUCER_QUEUE_DEPTH,
         collector::IN_FLIGHT_BYTES,
+        ingester::ROWS_INSERTED,
+        ingester::INSERT_DURATION,
+        ingester::BATCH_ROWS,
+        ingester::INSERT_RETRIES,
+        ingester::DEAD_LETTERS,
+        ingester::CONSUMER_LAG,
+        ingester::EVENT_TO_STORED,
+        ingester::UNKNOWN_MODEL_PRICES,
     ];
     let mut names = BTreeSet::new();
     for base in bases {

@@ -5,8 +5,9 @@
 -- indexes, PARTITION BY, ORDER BY and settings. Flywheel's additions, both allowed by that
 -- tooling: a trailing `Project` column (DEFAULT 'default', so the exporter's own 22-column
 -- INSERT still works) and `non_replicated_deduplication_window`, so that a batch retried with
--- the same insert_deduplication_token is dropped.
-CREATE TABLE IF NOT EXISTS ${DB}.otel_traces ${ON_CLUSTER} (
+-- the same insert_deduplication_token is dropped. In cluster mode the tables are `_local` per
+-- shard behind Distributed tables of the same names (sharded by TraceId), see migrate.rs.
+CREATE TABLE IF NOT EXISTS ${DB}.otel_traces${LOCAL} ${ON_CLUSTER} (
     Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
     TraceId String CODEC(ZSTD(1)),
     SpanId String CODEC(ZSTD(1)),
@@ -46,7 +47,9 @@ ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))
 ${TTL_OTEL_TRACES}
 SETTINGS index_granularity=8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
 
-CREATE TABLE IF NOT EXISTS ${DB}.otel_traces_trace_id_ts ${ON_CLUSTER} (
+${DISTRIBUTED otel_traces cityHash64(TraceId)};
+
+CREATE TABLE IF NOT EXISTS ${DB}.otel_traces_trace_id_ts${LOCAL} ${ON_CLUSTER} (
     TraceId String CODEC(ZSTD(1)),
     Start DateTime CODEC(Delta, ZSTD(1)),
     End DateTime CODEC(Delta, ZSTD(1)),
@@ -56,12 +59,14 @@ PARTITION BY toDate(Start)
 ORDER BY (TraceId, Start)
 SETTINGS index_granularity=8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
 
+${DISTRIBUTED otel_traces_trace_id_ts cityHash64(TraceId)};
+
 CREATE MATERIALIZED VIEW IF NOT EXISTS ${DB}.otel_traces_trace_id_ts_mv ${ON_CLUSTER}
-TO ${DB}.otel_traces_trace_id_ts
+TO ${DB}.otel_traces_trace_id_ts${LOCAL}
 AS SELECT
     TraceId,
     min(Timestamp) as Start,
     max(Timestamp) as End
-FROM ${DB}.otel_traces
+FROM ${DB}.otel_traces${LOCAL}
 WHERE TraceId != ''
 GROUP BY TraceId;

@@ -12,7 +12,7 @@
 --     offset range, honoured within non_replicated_deduplication_window blocks.
 --   Content (prompt and completion JSON) is compressed with ZSTD(3) and may be empty: capture is
 --     configurable per project and never required.
-CREATE TABLE IF NOT EXISTS ${DB}.llm_calls ${ON_CLUSTER}
+CREATE TABLE IF NOT EXISTS ${DB}.llm_calls${LOCAL} ${ON_CLUSTER}
 (
     timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
     project LowCardinality(String) CODEC(ZSTD(1)),
@@ -56,3 +56,5 @@ PARTITION BY toDate(timestamp)
 ORDER BY (project, model, timestamp, trace_id, span_id)
 ${TTL_LLM_CALLS}
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = 10000;
+
+${DISTRIBUTED llm_calls cityHash64(trace_id)};

@@ -5,7 +5,7 @@
 -- carries the same insert_deduplication_token and ClickHouse drops it if it was already stored.
 -- Kept in ClickHouse rather than in Kafka commit metadata because Kafka-compatible brokers do
 -- not all return that metadata (tansu 0.6 stores it but answers OffsetFetch without it).
-CREATE TABLE IF NOT EXISTS ${DB}.ingest_batches ${ON_CLUSTER}
+CREATE TABLE IF NOT EXISTS ${DB}.ingest_batches${LOCAL} ${ON_CLUSTER}
 (
     consumer_group String,
     topic String,
@@ -16,3 +16,5 @@ CREATE TABLE IF NOT EXISTS ${DB}.ingest_batches ${ON_CLUSTER}
 )
 ENGINE = ${REPLACING_MERGETREE}(first_offset)
 ORDER BY (consumer_group, topic, partition);
+
+${DISTRIBUTED ingest_batches cityHash64(consumer_group, topic, partition)};

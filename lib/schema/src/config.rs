@@ -17,7 +17,8 @@ pub struct ClickHouseConfig {
     pub database: String,
     /// Days to keep rows, per table (`otel_traces`, `llm_calls`); absent means forever.
     pub ttl_days: BTreeMap<String, u32>,
-    /// Cluster name for `ON CLUSTER` DDL and Replicated engines; empty for a single server.
+    /// Cluster name for `ON CLUSTER` DDL, Replicated engines and Distributed tables (shard-local
+    /// `<name>_local` tables behind Distributed `<name>`); empty for a single server.
     pub cluster: String,
     /// Compress inserts (`lz4`, worth it over a network) or not (`none`, cheaper in CPU when
     /// ClickHouse is local).
@@ -103,6 +104,11 @@ impl ClickHouseConfig {
             .with_database(&self.database);
         if !self.password.is_empty() {
             client = client.with_password(&self.password);
+        }
+        if !self.cluster.is_empty() {
+            // Inserts into Distributed tables reach the shards before they are acknowledged,
+            // so a batch's commit still means its rows are stored (and deduplicated there).
+            client = client.with_option("insert_distributed_sync", "1");
         }
         if self.compression == InsertCompression::None {
             client = client.with_compression(clickhouse::Compression::None);

@@ -11,6 +11,13 @@
 //! | `${MERGETREE}` | `MergeTree()` | `ReplicatedMergeTree()` (server default path macros) |
 //! | `${REPLACING_MERGETREE}` | `ReplacingMergeTree` | `ReplicatedReplacingMergeTree` |
 //! | `${TTL_<TABLE>}` | `TTL ...` from `clickhouse.ttl_days`, or empty | same |
+//! | `${LOCAL}` | empty | `_local` (the shard-local table behind a Distributed one) |
+//! | `${DISTRIBUTED <table> <sharding key>};` | nothing | `CREATE TABLE <table> AS <table>_local ENGINE = Distributed(c, db, <table>_local, <key>)` |
+//!
+//! In cluster mode every table is created on each shard as `<name>_local` (Replicated engine)
+//! with a Distributed `<name>` in front of it, so readers and the ingester use the same names in
+//! both modes. Sharding keys keep a trace (and a Kafka partition's batch markers) on one shard,
+//! which deduplication relies on.
 
 use crate::config::ClickHouseConfig;
 
@@ -75,7 +82,8 @@ pub enum SchemaError {
 /// Renders a migration's SQL for `config`.
 pub fn render(sql: &str, config: &ClickHouseConfig) -> String {
     let clustered = !config.cluster.is_empty();
-    let mut out = sql
+    let mut out = render_distributed(sql, config)
+        .replace("${LOCAL}", if clustered { "_local" } else { "" })
         .replace("${DB}", &config.database)
         .replace(
             "${ON_CLUSTER}",
@@ -108,6 +116,35 @@ pub fn render(sql: &str, config: &ClickHouseConfig) -> String {
         });
         out = out.replace(&placeholder, &ttl);
     }
+    out
+}
+
+/// Expands `${DISTRIBUTED <table> <key>}` directives (empty on a single server).
+fn render_distributed(sql: &str, config: &ClickHouseConfig) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(start) = rest.find("${DISTRIBUTED ") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + "${DISTRIBUTED ".len()..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let (table, key) = after[..end]
+            .trim()
+            .split_once(' ')
+            .unwrap_or((after[..end].trim(), "rand()"));
+        if !config.cluster.is_empty() {
+            let (c, db) = (&config.cluster, &config.database);
+            out.push_str(&format!(
+                "CREATE TABLE IF NOT EXISTS {db}.{table} ON CLUSTER {c} AS {db}.{table}_local \
+                 ENGINE = Distributed({c}, {db}, {table}_local, {})",
+                key.trim()
+            ));
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -244,7 +281,13 @@ mod tests {
         assert!(!sql.contains("${"), "unrendered placeholder");
         assert!(sql.contains("TTL toDateTime(Timestamp) + toIntervalDay(30)"));
         assert!(!sql.contains("ON CLUSTER"));
+        for m in MIGRATIONS {
+            let sql = statements(&render(m.sql, &config)).join(";\n");
+            assert!(!sql.contains("Distributed"), "{}", m.name);
+            assert!(!sql.contains("_local"), "{}", m.name);
+        }
         config.cluster = "prod".into();
+        let mut distributed = Vec::new();
         for m in MIGRATIONS {
             let sql = render(m.sql, &config);
             assert!(!sql.contains("${"), "{}: unrendered placeholder", m.name);
@@ -253,7 +296,38 @@ mod tests {
                     assert!(statement.contains("ON CLUSTER prod"), "{statement}");
                 }
                 assert!(!statement.contains(" MergeTree()"), "{statement}");
+                if statement.contains("ENGINE = Distributed") {
+                    distributed.push(statement.clone());
+                } else if statement.starts_with("CREATE TABLE") {
+                    assert!(
+                        statement.contains("_local"),
+                        "shard table not local: {statement}"
+                    );
+                }
+                if statement.starts_with("CREATE MATERIALIZED VIEW") {
+                    assert!(
+                        statement.contains("FROM flywheel.otel_traces_local"),
+                        "{statement}"
+                    );
+                    assert!(
+                        statement.contains("TO flywheel.otel_traces_trace_id_ts_local"),
+                        "{statement}"
+                    );
+                }
             }
+        }
+        for table in [
+            "otel_traces",
+            "otel_traces_trace_id_ts",
+            "llm_calls",
+            "ingest_batches",
+        ] {
+            assert!(
+                distributed.iter().any(|d| d.contains(&format!(
+                    "flywheel.{table} ON CLUSTER prod AS flywheel.{table}_local"
+                ))),
+                "no Distributed table for {table}: {distributed:#?}"
+            );
         }
     }
 }
