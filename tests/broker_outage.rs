@@ -8,33 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{fixture, Broker, Collector};
+use common::{numbered_request, Broker, Collector};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
 const OUTAGE_ENV: &[(&str, &str)] = &[("FLYWHEEL_KAFKA__MESSAGE_TIMEOUT_MS", "3000")];
-
-/// The chat fixture with every span's trace and span id derived from `n`, so each request
-/// carries distinct spans.
-fn numbered_request(n: u32) -> ExportTraceServiceRequest {
-    let mut req = ExportTraceServiceRequest::decode(
-        fixture("openllmetry-openai-0.62.4-chat-and-stream.pb").as_slice(),
-    )
-    .unwrap();
-    for (i, span) in req
-        .resource_spans
-        .iter_mut()
-        .flat_map(|rs| &mut rs.scope_spans)
-        .flat_map(|ss| &mut ss.spans)
-        .enumerate()
-    {
-        span.trace_id[..4].copy_from_slice(&n.to_be_bytes());
-        span.span_id[..4].copy_from_slice(&n.to_be_bytes());
-        span.span_id[4] = u8::try_from(i).unwrap();
-    }
-    req
-}
 
 fn span_ids(req: &ExportTraceServiceRequest) -> Vec<String> {
     req.resource_spans

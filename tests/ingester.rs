@@ -10,7 +10,6 @@ use std::time::Duration;
 use common::ingest::{clickhouse_url, Ingester, Pipeline};
 use common::{fixture, kafka_brokers, Collector};
 use flywheel_schema::rows::{LlmCallRow, OtelTraceRow};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
 const CHAT: &str = "openllmetry-openai-0.62.4-chat-and-stream";
@@ -34,22 +33,9 @@ fn golden<T: serde::de::DeserializeOwned>(name: &str) -> Vec<T> {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
-/// The chat fixture with trace and span ids derived from `n` (each request distinct).
+/// [`common::numbered_request`], encoded.
 fn numbered(n: u32) -> Vec<u8> {
-    let mut req =
-        ExportTraceServiceRequest::decode(fixture(&format!("{CHAT}.pb")).as_slice()).unwrap();
-    for (i, span) in req
-        .resource_spans
-        .iter_mut()
-        .flat_map(|rs| &mut rs.scope_spans)
-        .flat_map(|ss| &mut ss.spans)
-        .enumerate()
-    {
-        span.trace_id[..4].copy_from_slice(&n.to_be_bytes());
-        span.span_id[..4].copy_from_slice(&n.to_be_bytes());
-        span.span_id[4] = u8::try_from(i).unwrap();
-    }
-    req.encode_to_vec()
+    common::numbered_request(n).encode_to_vec()
 }
 
 const EXACT: &str = "SELECT count() FROM otel_traces";

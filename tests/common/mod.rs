@@ -47,6 +47,27 @@ pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The chat fixture (two spans) with every span's trace and span id derived from `n`, so each
+/// request carries distinct spans.
+pub fn numbered_request(n: u32) -> ExportTraceServiceRequest {
+    let mut req = ExportTraceServiceRequest::decode(
+        fixture("openllmetry-openai-0.62.4-chat-and-stream.pb").as_slice(),
+    )
+    .unwrap();
+    for (i, span) in req
+        .resource_spans
+        .iter_mut()
+        .flat_map(|rs| &mut rs.scope_spans)
+        .flat_map(|ss| &mut ss.spans)
+        .enumerate()
+    {
+        span.trace_id[..4].copy_from_slice(&n.to_be_bytes());
+        span.span_id[..4].copy_from_slice(&n.to_be_bytes());
+        span.span_id[4] = u8::try_from(i).unwrap();
+    }
+    req
+}
+
 /// A running `flywheel collector` process; killed on drop.
 pub struct Collector {
     child: Child,

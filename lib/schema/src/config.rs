@@ -108,7 +108,7 @@ impl ClickHouseConfig {
         if !self.cluster.is_empty() {
             // Inserts into Distributed tables reach the shards before they are acknowledged,
             // so a batch's commit still means its rows are stored (and deduplicated there).
-            client = client.with_option("insert_distributed_sync", "1");
+            client = client.with_setting("insert_distributed_sync", "1");
         }
         if self.compression == InsertCompression::None {
             client = client.with_compression(clickhouse::Compression::None);
