@@ -374,3 +374,36 @@ async fn reprice_rewrites_history_after_a_price_fix() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected YYYY-MM-DD"));
     p.drop_database().await;
 }
+
+/// SIGTERM flushes the open batches and commits them: everything is stored at exit, and an
+/// ingester started afterwards has nothing left to insert.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_flushes_open_batches_and_commits() {
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    p.migrate();
+    let env = p.env();
+    let c = Collector::start(&kafka_brokers(), &p.env_with(&env, &[]));
+    // Batches would stay open for a minute: only the shutdown flush can store them.
+    let slow = [("FLYWHEEL_INGESTER__BATCH_MAX_AGE_MS", "60000")];
+    let ingester = Ingester::start(&p, &slow);
+    for n in 0..20 {
+        assert_eq!(post_pb(&c.traces_url(), numbered(7000 + n)).await, 200);
+    }
+    // Wait until the ingester has consumed them (its lag gauge or simply some time).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        p.count(EXACT).await,
+        0,
+        "nothing is stored before the batches are due"
+    );
+    let status = ingester.terminate();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(p.count(EXACT).await, 40);
+    // A new ingester starts after the committed offsets: nothing is inserted twice.
+    let again = Ingester::start(&p, &[]);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(p.count(EXACT).await, 40);
+    assert_eq!(p.count(UNIQUE).await, 40);
+    drop(again);
+    p.drop_database().await;
+}
