@@ -130,10 +130,18 @@ pub struct Ingest {
 struct Incoming {
     partition: i32,
     offset: i64,
-    key: Vec<u8>,
-    payload: Vec<u8>,
+    /// Decoded straight from librdkafka's buffer; only an undecodable message is copied.
+    decoded: Result<ExportTraceServiceRequest, Undecodable>,
+    size: usize,
     project: ProjectId,
     received_at_ns: Option<u64>,
+}
+
+/// A message that is not an OTLP request, kept whole for the dead-letter topic.
+struct Undecodable {
+    error: String,
+    key: Vec<u8>,
+    payload: Vec<u8>,
 }
 
 fn header<'a, M: Message>(m: &'a M, name: &str) -> Option<&'a [u8]> {
@@ -156,11 +164,16 @@ impl Ingest {
                 _ = shutdown.cancelled() => break,
                 message = self.consumer.recv() => match message {
                     Ok(m) => {
+                        let payload = m.payload().unwrap_or_default();
                         let incoming = Incoming {
                             partition: m.partition(),
                             offset: m.offset(),
-                            key: m.key().unwrap_or_default().to_vec(),
-                            payload: m.payload().unwrap_or_default().to_vec(),
+                            decoded: ExportTraceServiceRequest::decode(payload).map_err(|e| Undecodable {
+                                error: e.to_string(),
+                                key: m.key().unwrap_or_default().to_vec(),
+                                payload: payload.to_vec(),
+                            }),
+                            size: payload.len(),
                             project: header(&m, wire::HEADER_PROJECT)
                                 .and_then(|v| std::str::from_utf8(v).ok())
                                 .and_then(|v| ProjectId::new(v).ok())
@@ -305,18 +318,19 @@ impl Ingest {
             );
             return;
         }
-        let rows = match ExportTraceServiceRequest::decode(m.payload.as_slice()) {
-            Ok(request) => Some(
-                self.mapper.map(
-                    request,
-                    &m.project,
-                    m.received_at_ns
-                        .map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX)),
-                    &self.metrics,
-                ),
-            ),
-            Err(e) => {
-                self.dead_letter(&m, &e.to_string(), shutdown).await;
+        let received_at_ns = m
+            .received_at_ns
+            .map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        let rows = match m.decoded {
+            Ok(request) => {
+                Some(
+                    self.mapper
+                        .map(request, &m.project, received_at_ns, &self.metrics),
+                )
+            }
+            Err(bad) => {
+                self.dead_letter(m.partition, m.offset, &m.project, bad, shutdown)
+                    .await;
                 None
             }
         };
@@ -324,7 +338,7 @@ impl Ingest {
             return;
         };
         let (batch, replay_done) = state.push(m.offset);
-        batch.bytes += m.payload.len();
+        batch.bytes += m.size;
         if let Some(rows) = rows {
             batch.traces.extend(rows.traces);
             batch.calls.extend(rows.calls);
@@ -337,29 +351,28 @@ impl Ingest {
 
     /// Copies an undecodable message to the dead-letter topic (retrying until it is there, so
     /// that committing past it never loses it).
-    async fn dead_letter(&self, m: &Incoming, error: &str, shutdown: &CancellationToken) {
-        tracing::error!(
-            partition = m.partition,
-            offset = m.offset,
-            error,
-            "undecodable span message, sending to dead letters"
-        );
+    async fn dead_letter(
+        &self,
+        partition: i32,
+        offset: i64,
+        project: &ProjectId,
+        bad: Undecodable,
+        shutdown: &CancellationToken,
+    ) {
+        tracing::error!(partition, offset, error = %bad.error, "undecodable span message, sending to dead letters");
         let headers: &Headers = &[
             (
                 "flywheel.dlq.source_topic",
                 self.config.spans_topic.clone().into_bytes(),
             ),
-            (
-                "flywheel.dlq.partition",
-                m.partition.to_string().into_bytes(),
-            ),
-            ("flywheel.dlq.offset", m.offset.to_string().into_bytes()),
-            ("flywheel.dlq.error", error.as_bytes().to_vec()),
-            (wire::HEADER_PROJECT, m.project.as_str().as_bytes().to_vec()),
+            ("flywheel.dlq.partition", partition.to_string().into_bytes()),
+            ("flywheel.dlq.offset", offset.to_string().into_bytes()),
+            ("flywheel.dlq.error", bad.error.into_bytes()),
+            (wire::HEADER_PROJECT, project.as_str().as_bytes().to_vec()),
         ];
         let record = Record {
-            key: m.key.clone(),
-            payload: m.payload.clone(),
+            key: bad.key,
+            payload: bad.payload,
         };
         let mut delay = Duration::from_millis(self.config.retry_initial_ms);
         loop {

@@ -43,7 +43,7 @@ impl Mapper {
     ) -> Rows {
         let mut rows = Rows::default();
         let capture = self.config.captures_content(project.as_str());
-        for rs in &request.resource_spans {
+        for rs in request.resource_spans {
             let resource = rs
                 .resource
                 .as_ref()
@@ -54,7 +54,7 @@ impl Mapper {
                 .get("service.name")
                 .map(|v| as_string(Some(v)))
                 .unwrap_or_default();
-            for ss in &rs.scope_spans {
+            for ss in rs.scope_spans {
                 let scope = ss.scope.as_ref();
                 let ctx = otel::SpanContext {
                     service_name: &service_name,
@@ -71,9 +71,8 @@ impl Mapper {
                     prices: &self.prices,
                     capture_content: capture,
                 };
-                for span in &ss.spans {
-                    rows.traces.push(otel::trace_row(span, &ctx));
-                    if let Some(call) = genai::llm_call(span, &call_ctx) {
+                for span in ss.spans {
+                    if let Some(call) = genai::llm_call(&span, &call_ctx) {
                         if call.cost_usd.is_none()
                             && (call.input_tokens.is_some() || call.output_tokens.is_some())
                         {
@@ -81,6 +80,7 @@ impl Mapper {
                         }
                         rows.calls.push(call);
                     }
+                    rows.traces.push(otel::trace_row(span, &ctx));
                 }
             }
         }

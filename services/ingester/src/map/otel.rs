@@ -5,7 +5,7 @@
 
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-use super::value::attribute_map;
+use super::value::attribute_map_owned;
 use flywheel_schema::rows::OtelTraceRow;
 
 /// Lowercase hex, or empty for an absent or all-zero id (`traceutil.*ToHexOrEmptyString`).
@@ -53,43 +53,45 @@ pub struct SpanContext<'a> {
     pub project: &'a str,
 }
 
-/// One `otel_traces` row.
-pub fn trace_row(span: &Span, ctx: &SpanContext<'_>) -> OtelTraceRow {
-    let status = span.status.as_ref();
-    OtelTraceRow {
+/// One `otel_traces` row; takes the span so that its strings move into the row.
+pub fn trace_row(span: Span, ctx: &SpanContext<'_>) -> OtelTraceRow {
+    let (status_code_value, status_message) = span
+        .status
+        .map_or((0, String::new()), |s| (s.code, s.message));
+    let duration = span
+        .end_time_unix_nano
+        .wrapping_sub(span.start_time_unix_nano);
+    let mut row = OtelTraceRow {
         timestamp: ns(span.start_time_unix_nano),
         trace_id: hex_id(&span.trace_id),
         span_id: hex_id(&span.span_id),
         parent_span_id: hex_id(&span.parent_span_id),
-        trace_state: span.trace_state.clone(),
-        span_name: span.name.clone(),
+        trace_state: span.trace_state,
+        span_name: span.name,
         span_kind: span_kind(span.kind).to_string(),
         service_name: ctx.service_name.to_string(),
         resource_attributes: ctx.resource_attributes.to_vec(),
         scope_name: ctx.scope_name.to_string(),
         scope_version: ctx.scope_version.to_string(),
-        span_attributes: attribute_map(&span.attributes),
+        span_attributes: attribute_map_owned(span.attributes),
         // pcommon.Timestamp subtraction: unsigned, wrapping.
-        duration: span
-            .end_time_unix_nano
-            .wrapping_sub(span.start_time_unix_nano),
-        status_code: status_code(status.map_or(0, |s| s.code)).to_string(),
-        status_message: status.map(|s| s.message.clone()).unwrap_or_default(),
-        events_timestamp: span.events.iter().map(|e| ns(e.time_unix_nano)).collect(),
-        events_name: span.events.iter().map(|e| e.name.clone()).collect(),
-        events_attributes: span
-            .events
-            .iter()
-            .map(|e| attribute_map(&e.attributes))
-            .collect(),
-        links_trace_id: span.links.iter().map(|l| hex_id(&l.trace_id)).collect(),
-        links_span_id: span.links.iter().map(|l| hex_id(&l.span_id)).collect(),
-        links_trace_state: span.links.iter().map(|l| l.trace_state.clone()).collect(),
-        links_attributes: span
-            .links
-            .iter()
-            .map(|l| attribute_map(&l.attributes))
-            .collect(),
+        duration,
+        status_code: status_code(status_code_value).to_string(),
+        status_message,
         project: ctx.project.to_string(),
+        ..OtelTraceRow::default()
+    };
+    for e in span.events {
+        row.events_timestamp.push(ns(e.time_unix_nano));
+        row.events_name.push(e.name);
+        row.events_attributes
+            .push(attribute_map_owned(e.attributes));
     }
+    for l in span.links {
+        row.links_trace_id.push(hex_id(&l.trace_id));
+        row.links_span_id.push(hex_id(&l.span_id));
+        row.links_trace_state.push(l.trace_state);
+        row.links_attributes.push(attribute_map_owned(l.attributes));
+    }
+    row
 }

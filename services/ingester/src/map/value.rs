@@ -152,6 +152,26 @@ pub fn attribute_map(attributes: &[KeyValue]) -> Vec<(String, String)> {
     out
 }
 
+/// [`attribute_map`] taking ownership: string values and keys are moved, not copied (they are
+/// most of a GenAI span's bytes).
+pub fn attribute_map_owned(attributes: Vec<KeyValue>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = attributes
+        .into_iter()
+        .map(|kv| {
+            let value = match kv.value {
+                Some(AnyValue {
+                    value: Some(Value::StringValue(s)),
+                }) => s,
+                other => as_string(other.as_ref()),
+            };
+            (kv.key, value)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.dedup_by(|later, earlier| later.0 == earlier.0);
+    out
+}
+
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
@@ -314,6 +334,28 @@ mod tests {
             as_string(Some(&map)),
             r#"{"a":"\u003cb\u003e\u0026\"\n","z":3}"#
         );
+    }
+
+    #[test]
+    fn owned_and_borrowed_maps_agree() {
+        let attrs = vec![
+            KeyValue {
+                key: "z".into(),
+                value: Some(v(Value::StringValue("moved".into()))),
+                key_strindex: 0,
+            },
+            KeyValue {
+                key: "a".into(),
+                value: Some(v(Value::DoubleValue(0.5))),
+                key_strindex: 0,
+            },
+            KeyValue {
+                key: "a".into(),
+                value: Some(v(Value::IntValue(1))),
+                key_strindex: 0,
+            },
+        ];
+        assert_eq!(attribute_map_owned(attrs.clone()), attribute_map(&attrs));
     }
 
     #[test]
