@@ -144,6 +144,27 @@ async fn publish_failure_is_never_success_and_is_counted() {
     }
 }
 
+/// Starts exporting a 3-trace request and waits until it holds its in-flight budget (the
+/// gated publisher keeps it there until notified).
+async fn start_export(
+    s: &Arc<TraceSink<Scripted>>,
+) -> tokio::task::JoinHandle<Result<ExportOutcome, IngestError>> {
+    let sink = s.clone();
+    let handle = tokio::spawn(async move {
+        sink.export(
+            &ProjectId::default_project(),
+            request(3),
+            Rejections::default(),
+            Transport::HttpProtobuf,
+        )
+        .await
+    });
+    while s.metrics().in_flight_bytes.get() == 0 {
+        tokio::task::yield_now().await;
+    }
+    handle
+}
+
 #[tokio::test]
 async fn in_flight_budget_refuses_with_429_before_publishing() {
     let gate = Arc::new(Notify::new());
@@ -153,22 +174,7 @@ async fn in_flight_budget_refuses_with_429_before_publishing() {
     };
     // Room for one 3-trace request (~2 KiB) but not two.
     let s = Arc::new(sink(publisher.clone(), 3 * 1024));
-    let first = {
-        let s = s.clone();
-        tokio::spawn(async move {
-            s.export(
-                &ProjectId::default_project(),
-                request(3),
-                Rejections::default(),
-                Transport::HttpProtobuf,
-            )
-            .await
-        })
-    };
-    // Wait until the first request holds its budget.
-    while s.metrics().in_flight_bytes.get() == 0 {
-        tokio::task::yield_now().await;
-    }
+    let first = start_export(&s).await;
     let e = s
         .export(
             &ProjectId::default_project(),
@@ -185,21 +191,7 @@ async fn in_flight_budget_refuses_with_429_before_publishing() {
     assert_eq!(publisher.published.lock().unwrap().len(), 1);
     assert_eq!(s.metrics().in_flight_bytes.get(), 0);
     // The budget is released: the next request goes through.
-    let next = {
-        let s = s.clone();
-        tokio::spawn(async move {
-            s.export(
-                &ProjectId::default_project(),
-                request(3),
-                Rejections::default(),
-                Transport::HttpProtobuf,
-            )
-            .await
-        })
-    };
-    while s.metrics().in_flight_bytes.get() == 0 {
-        tokio::task::yield_now().await;
-    }
+    let next = start_export(&s).await;
     gate.notify_one();
     next.await.unwrap().unwrap();
 }
