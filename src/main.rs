@@ -153,17 +153,6 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
     let registry = prometheus::Registry::new();
     let readiness = Readiness::new();
 
-    let (admin_addr, admin) = flywheel_telemetry::admin::bind(
-        config.admin.listen,
-        registry.clone(),
-        readiness.clone(),
-        shutdown.clone(),
-    )
-    .await
-    .with_context(|| format!("cannot bind the admin server on {}", config.admin.listen))?;
-    tracing::info!(addr = %admin_addr, "admin server listening (/metrics, /healthz, /readyz)");
-    let admin = tokio::spawn(admin);
-
     let mut tasks = tokio::task::JoinSet::new();
     let mut publisher = None;
     if services.contains(&Service::Collector) {
@@ -173,6 +162,7 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
             shutdown.clone(),
         )
         .context("cannot create the Kafka producer")?;
+        flywheel_collector::register_readiness(&p, &readiness);
         publisher = Some(p.clone());
         let (collector, max_message_bytes) =
             (config.collector.clone(), config.kafka.max_message_bytes);
@@ -212,6 +202,17 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
             .context("ingester failed")
         });
     }
+    let (admin_addr, admin) = flywheel_telemetry::admin::bind(
+        config.admin.listen,
+        registry.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("cannot bind the admin server on {}", config.admin.listen))?;
+    tracing::info!(addr = %admin_addr, "admin server listening (/metrics, /healthz, /readyz)");
+    let admin = tokio::spawn(admin);
+
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {
         // One service stopping (error or not) stops the others.

@@ -50,7 +50,9 @@ pub enum CollectorError {
 }
 
 /// Runs the OTLP receivers until `shutdown` is cancelled, then stops accepting, lets in-flight
-/// requests finish (each waits for its Kafka deliveries) and returns.
+/// requests finish (each waits for its Kafka deliveries) and returns. `readiness` is served on
+/// the OTLP/HTTP port too; the caller registers the publisher's readiness in it before anything
+/// can ask (see `register_readiness`), so `/readyz` is never ready too early.
 pub async fn run<P: Publisher>(
     config: CollectorConfig,
     publisher: P,
@@ -61,8 +63,6 @@ pub async fn run<P: Publisher>(
 ) -> Result<(), CollectorError> {
     let metrics = metrics::Metrics::register(registry)?;
     let auth = auth::Authenticator::new(&config.auth).map_err(CollectorError::Config)?;
-    let ready_publisher = publisher.clone();
-    readiness.register("kafka", move || ready_publisher.is_ready());
     let sink = Arc::new(sink::TraceSink::new(
         publisher,
         config.spans_topic.clone(),
@@ -123,6 +123,13 @@ pub async fn run<P: Publisher>(
     grpc_result?;
     tracing::info!("collector stopped");
     Ok(())
+}
+
+/// Registers the collector's dependency (the publisher) in `readiness`. Call it before the
+/// admin server starts answering.
+pub fn register_readiness<P: Publisher>(publisher: &P, readiness: &Readiness) {
+    let p = publisher.clone();
+    readiness.register("kafka", move || p.is_ready());
 }
 
 /// Adapts a bound listener into tonic's incoming stream.
