@@ -25,18 +25,11 @@ pub fn topic_stats(kafka: &KafkaConfig, topic: &str, decode: bool) -> anyhow::Re
     }
     let all = inspect::read_all(kafka, topic, timeout)
         .with_context(|| format!("cannot read topic {topic}"))?;
-    let mut spans = 0usize;
+    let mut spans = 0u64;
     let mut undecodable = 0usize;
     for m in &all {
         match ExportTraceServiceRequest::decode(m.payload.as_slice()) {
-            Ok(r) => {
-                spans += r
-                    .resource_spans
-                    .iter()
-                    .flat_map(|rs| &rs.scope_spans)
-                    .map(|ss| ss.spans.len())
-                    .sum::<usize>()
-            }
+            Ok(r) => spans += flywheel_collector::spans::count_spans(&r),
             Err(_) => undecodable += 1,
         }
     }

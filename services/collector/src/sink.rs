@@ -85,10 +85,6 @@ impl<P: Publisher> TraceSink<P> {
         }
     }
 
-    pub fn publisher(&self) -> &P {
-        &self.publisher
-    }
-
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }

@@ -4,7 +4,6 @@
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
-use serde_json::Value as Json;
 
 /// `AnyValue` as the OTel Collector renders it in a string column (pcommon `AsString`).
 pub fn as_string(value: Option<&AnyValue>) -> String {
@@ -117,27 +116,6 @@ fn go_json_string(s: &str, out: &mut String) {
         }
     }
     out.push('"');
-}
-
-/// `AnyValue` as JSON (arrays and maps recursively), for content reconstruction.
-pub fn to_json(value: &AnyValue) -> Json {
-    match &value.value {
-        None | Some(Value::StringValueStrindex(_)) => Json::Null,
-        Some(Value::StringValue(s)) => Json::String(s.clone()),
-        Some(Value::IntValue(i)) => Json::from(*i),
-        Some(Value::DoubleValue(d)) => {
-            serde_json::Number::from_f64(*d).map_or(Json::Null, Json::Number)
-        }
-        Some(Value::BoolValue(b)) => Json::Bool(*b),
-        Some(Value::BytesValue(b)) => Json::String(base64(b)),
-        Some(Value::ArrayValue(a)) => Json::Array(a.values.iter().map(to_json).collect()),
-        Some(Value::KvlistValue(kv)) => Json::Object(
-            kv.values
-                .iter()
-                .map(|e| (e.key.clone(), e.value.as_ref().map_or(Json::Null, to_json)))
-                .collect(),
-        ),
-    }
 }
 
 /// Attributes as the exporter writes a `Map(LowCardinality(String), String)`: values through
