@@ -15,7 +15,8 @@ pub struct ClickHouseConfig {
     pub password: String,
     /// Database holding every Flywheel table.
     pub database: String,
-    /// Days to keep rows, per table (`otel_traces`, `llm_calls`); absent means forever.
+    /// Days to keep rows, per table (`otel_traces`, `llm_calls`, `feedback`, `signals`); absent
+    /// means forever.
     pub ttl_days: BTreeMap<String, u32>,
     /// Cluster name for `ON CLUSTER` DDL, Replicated engines and Distributed tables (shard-local
     /// `<name>_local` tables behind Distributed `<name>`); empty for a single server.

@@ -22,8 +22,13 @@
 use crate::config::ClickHouseConfig;
 
 /// Tables that accept a TTL (`clickhouse.ttl_days`), with the time column it applies to.
-pub const TTL_TABLES: [&str; 2] = ["otel_traces", "llm_calls"];
-const TTL_COLUMNS: [(&str, &str); 2] = [("otel_traces", "Timestamp"), ("llm_calls", "timestamp")];
+pub const TTL_TABLES: [&str; 4] = ["otel_traces", "llm_calls", "feedback", "signals"];
+const TTL_COLUMNS: [(&str, &str); 4] = [
+    ("otel_traces", "Timestamp"),
+    ("llm_calls", "timestamp"),
+    ("feedback", "timestamp"),
+    ("signals", "timestamp"),
+];
 
 /// One schema version.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "ingest_batches",
         sql: include_str!("../migrations/0003_ingest_batches.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "feedback_signals",
+        sql: include_str!("../migrations/0004_feedback_signals.sql"),
     },
 ];
 
@@ -321,6 +331,8 @@ mod tests {
             "otel_traces_trace_id_ts",
             "llm_calls",
             "ingest_batches",
+            "feedback",
+            "signals",
         ] {
             assert!(
                 distributed.iter().any(|d| d.contains(&format!(

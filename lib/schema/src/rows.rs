@@ -105,3 +105,57 @@ pub struct IngestBatchRow {
     pub first_offset: i64,
     pub last_offset: i64,
 }
+
+/// A row of `feedback`.
+#[derive(Debug, Clone, Default, PartialEq, Row, Serialize, Deserialize)]
+pub struct FeedbackRow {
+    pub id: String,
+    pub project: String,
+    pub timestamp: i64,
+    pub trace_id: String,
+    pub span_id: String,
+    pub conversation_id: String,
+    pub user_id: String,
+    pub name: String,
+    /// `number`, `boolean`, `label` or `text`.
+    pub value_type: String,
+    /// The number, or 1 / 0 for a boolean.
+    pub score: Option<f64>,
+    pub label: String,
+    pub text: String,
+    pub comment: String,
+    /// `human`, `model`, `api` or `heuristic`.
+    pub source: String,
+    /// `api`, `otlp_span_event`, `otlp_log` or `derived`.
+    pub origin: String,
+    pub attributes: Vec<(String, String)>,
+    pub received_at: i64,
+}
+
+/// A row of `signals`.
+#[derive(Debug, Clone, Default, PartialEq, Row, Serialize, Deserialize)]
+pub struct SignalRow {
+    pub id: String,
+    pub project: String,
+    pub timestamp: i64,
+    pub trace_id: String,
+    pub span_id: String,
+    pub conversation_id: String,
+    pub user_id: String,
+    /// `regenerate`, `stop`, `edit`, `copy`, `retry`, `rephrase`, `continue`, `abandon`,
+    /// `conversation_end` or `custom:<name>`.
+    #[serde(rename = "type")]
+    pub signal_type: String,
+    pub source: String,
+    pub origin: String,
+    pub discarded_trace_id: String,
+    pub discarded_span_id: String,
+    pub tokens_received: Option<u64>,
+    pub ms_since_start: Option<f64>,
+    pub edit_ratio: Option<f64>,
+    pub edited_text: String,
+    pub text: String,
+    pub turn_count: Option<u32>,
+    pub attributes: Vec<(String, String)>,
+    pub received_at: i64,
+}
