@@ -49,6 +49,13 @@ enum Command {
         #[arg(long)]
         since: String,
     },
+    /// Derive implicit signals (regenerate, stop, conversation_end) from llm_calls since a
+    /// time, as the ingester does periodically (docs/SIGNALS.md); inserts only new ones.
+    DeriveSignals {
+        /// RFC 3339 time or date, or a duration back from now (`2h`, `7d`, `90m`).
+        #[arg(long)]
+        since: String,
+    },
     /// Print the effective configuration check result and exit (fails on an invalid config).
     CheckConfig,
     /// Count the messages (and with --decode the spans) on a span topic.
@@ -98,6 +105,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("repriced llm_calls since {since}");
             Ok(())
         }
+        Command::DeriveSignals { since } => {
+            let since_ns = parse_since_or_ago(&since)?;
+            let counts = runtime.block_on(flywheel_ingester::derive_signals(
+                &config.ingester,
+                &config.clickhouse,
+                since_ns,
+            ))?;
+            for (kind, n) in counts {
+                println!("{kind}: {n} new");
+            }
+            Ok(())
+        }
         Command::CheckConfig => {
             println!("configuration ok");
             Ok(())
@@ -123,6 +142,24 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
             .to_utc()
     };
     t.timestamp_nanos_opt().context("--since is out of range")
+}
+
+/// Like [`parse_since`], or a duration back from now: a number and `s`, `m`, `h` or `d`.
+fn parse_since_or_ago(s: &str) -> anyhow::Result<i64> {
+    let unit = match s.chars().last() {
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3_600,
+        Some('d') => 86_400,
+        _ => return parse_since(s),
+    };
+    let Ok(n) = s[..s.len() - 1].parse::<i64>() else {
+        return parse_since(s);
+    };
+    let now = chrono::Utc::now()
+        .timestamp_nanos_opt()
+        .context("the clock is out of range")?;
+    Ok(now - n.saturating_mul(unit).saturating_mul(1_000_000_000))
 }
 
 /// The services `flywheel` can run.

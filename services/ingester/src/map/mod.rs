@@ -1,12 +1,14 @@
-//! Mapping OTLP requests to rows: every span becomes an `otel_traces` row ([`otel`]); model
-//! calls also become an `llm_calls` row ([`genai`]).
+//! Mapping messages to rows: every span becomes an `otel_traces` row ([`otel`]); model
+//! calls also become an `llm_calls` row ([`genai`]); feedback and signal protobufs become
+//! `feedback` / `signals` rows ([`feedback`]).
 
+pub mod feedback;
 pub mod genai;
 pub mod otel;
 pub mod value;
 
 use flywheel_core::ProjectId;
-use flywheel_schema::rows::{LlmCallRow, OtelTraceRow};
+use flywheel_schema::rows::{FeedbackRow, LlmCallRow, OtelTraceRow, SignalRow};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use crate::config::IngesterConfig;
@@ -14,11 +16,27 @@ use crate::metrics::Metrics;
 use crate::pricing::PriceTable;
 use value::{as_string, attribute_map, Attrs};
 
-/// Rows from one message.
+/// Rows from one message, or from a batch of them: every table the ingester writes.
 #[derive(Debug, Default, PartialEq)]
 pub struct Rows {
     pub traces: Vec<OtelTraceRow>,
     pub calls: Vec<LlmCallRow>,
+    pub feedback: Vec<FeedbackRow>,
+    pub signals: Vec<SignalRow>,
+}
+
+impl Rows {
+    pub fn extend(&mut self, other: Rows) {
+        self.traces.extend(other.traces);
+        self.calls.extend(other.calls);
+        self.feedback.extend(other.feedback);
+        self.signals.extend(other.signals);
+    }
+
+    /// Items: spans, feedback and signals (a call is a span seen twice, not counted again).
+    pub fn items(&self) -> usize {
+        self.traces.len() + self.feedback.len() + self.signals.len()
+    }
 }
 
 /// Maps requests to rows with the configured prices and content capture.
