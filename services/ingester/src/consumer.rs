@@ -221,10 +221,7 @@ impl Ingest {
                 .committed_offsets(tpl, Duration::from_secs(10))
         });
         let committed = match committed {
-            Ok(list) => match list
-                .find_partition(topic, partition)
-                .map(|e| e.offset())
-            {
+            Ok(list) => match list.find_partition(topic, partition).map(|e| e.offset()) {
                 Some(Offset::Offset(o)) => o,
                 _ => 0,
             },

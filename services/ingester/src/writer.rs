@@ -82,7 +82,8 @@ impl Writer {
                     .await?;
                 insert.write(marker).await?;
                 insert.end().await?;
-                self.insert_table("otel_traces", &rows.traces, token).await?;
+                self.insert_table("otel_traces", &rows.traces, token)
+                    .await?;
                 self.insert_table("llm_calls", &rows.calls, token).await?;
                 self.insert_table("feedback", &rows.feedback, token).await?;
                 self.insert_table("signals", &rows.signals, token).await

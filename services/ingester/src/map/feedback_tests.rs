@@ -64,13 +64,22 @@ fn number_feedback_maps_every_column() {
 #[test]
 fn boolean_label_and_text_values() {
     let t = feedback_row(feedback(Kind::Boolean(true)), "p", 1).unwrap();
-    assert_eq!((t.value_type.as_str(), t.score, t.label.as_str()), ("boolean", Some(1.0), ""));
+    assert_eq!(
+        (t.value_type.as_str(), t.score, t.label.as_str()),
+        ("boolean", Some(1.0), "")
+    );
     let f = feedback_row(feedback(Kind::Boolean(false)), "p", 1).unwrap();
     assert_eq!(f.score, Some(0.0));
     let l = feedback_row(feedback(Kind::Label("off_topic".into())), "p", 1).unwrap();
-    assert_eq!((l.value_type.as_str(), l.score, l.label.as_str()), ("label", None, "off_topic"));
+    assert_eq!(
+        (l.value_type.as_str(), l.score, l.label.as_str()),
+        ("label", None, "off_topic")
+    );
     let x = feedback_row(feedback(Kind::Text("too long".into())), "p", 1).unwrap();
-    assert_eq!((x.value_type.as_str(), x.score, x.text.as_str()), ("text", None, "too long"));
+    assert_eq!(
+        (x.value_type.as_str(), x.score, x.text.as_str()),
+        ("text", None, "too long")
+    );
 }
 
 #[test]
@@ -80,7 +89,10 @@ fn missing_time_is_the_receive_time_and_unspecified_source_is_api() {
     f.source = Source::Unspecified as i32;
     f.origin = Origin::Unspecified as i32;
     let row = feedback_row(f, "p", 99).unwrap();
-    assert_eq!((row.timestamp, row.source.as_str(), row.origin.as_str()), (99, "api", "api"));
+    assert_eq!(
+        (row.timestamp, row.source.as_str(), row.origin.as_str()),
+        (99, "api", "api")
+    );
 }
 
 #[test]
@@ -125,8 +137,14 @@ fn stop_signal_keeps_its_fields() {
     s.ms_since_start = Some(850.5);
     let row = signal_row(s, "p", 9).unwrap();
     assert_eq!(row.signal_type, "stop");
-    assert_eq!((row.tokens_received, row.ms_since_start), (Some(17), Some(850.5)));
-    assert_eq!((row.origin.as_str(), row.source.as_str()), ("otlp_span_event", "api"));
+    assert_eq!(
+        (row.tokens_received, row.ms_since_start),
+        (Some(17), Some(850.5))
+    );
+    assert_eq!(
+        (row.origin.as_str(), row.source.as_str()),
+        ("otlp_span_event", "api")
+    );
     assert_eq!((row.timestamp, row.received_at), (5, 9));
     assert_eq!(row.turn_count, None);
 }
@@ -140,7 +158,11 @@ fn regenerate_names_the_discarded_answer() {
     });
     let row = signal_row(s, "p", 1).unwrap();
     assert_eq!(
-        (row.signal_type.as_str(), row.discarded_trace_id.as_str(), row.discarded_span_id.as_str()),
+        (
+            row.signal_type.as_str(),
+            row.discarded_trace_id.as_str(),
+            row.discarded_span_id.as_str()
+        ),
         ("regenerate", TRACE, SPAN)
     );
 }
@@ -161,7 +183,10 @@ fn signal_type_names() {
     }
     let mut custom = signal(SignalType::Custom);
     custom.custom_name = "shared_link".into();
-    assert_eq!(signal_row(custom, "p", 1).unwrap().signal_type, "custom:shared_link");
+    assert_eq!(
+        signal_row(custom, "p", 1).unwrap().signal_type,
+        "custom:shared_link"
+    );
     assert_eq!(
         signal_row(signal(SignalType::Custom), "p", 1),
         Err(Invalid::NoCustomName)
