@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use flywheel_auth::AuthConfig;
 use flywheel_bus::KafkaConfig;
 use flywheel_collector::CollectorConfig;
 use flywheel_config::{ConfigError, Validate};
@@ -18,6 +19,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct FlywheelConfig {
     pub admin: AdminConfig,
+    pub auth: AuthConfig,
     pub kafka: KafkaConfig,
     pub clickhouse: ClickHouseConfig,
     pub collector: CollectorConfig,
@@ -41,6 +43,7 @@ impl Default for AdminConfig {
 
 impl Validate for FlywheelConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.auth.validate()?;
         self.kafka.validate()?;
         self.clickhouse.validate()?;
         self.collector.validate()?;

@@ -201,13 +201,17 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
         .context("cannot create the Kafka producer")?;
         flywheel_collector::register_readiness(&p, &readiness);
         publisher = Some(p.clone());
-        let (collector, max_message_bytes) =
-            (config.collector.clone(), config.kafka.max_message_bytes);
+        let (collector, auth, max_message_bytes) = (
+            config.collector.clone(),
+            config.auth.clone(),
+            config.kafka.max_message_bytes,
+        );
         let (registry, readiness, shutdown) =
             (registry.clone(), readiness.clone(), shutdown.clone());
         tasks.spawn(async move {
             flywheel_collector::run(
                 collector,
+                &auth,
                 p,
                 max_message_bytes,
                 &registry,

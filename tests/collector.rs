@@ -270,11 +270,8 @@ async fn auth_refuses_missing_and_unknown_keys_and_tags_the_project() {
     let c = Collector::start(
         &kafka_brokers(),
         &[
-            ("FLYWHEEL_COLLECTOR__AUTH__REQUIRED", "true"),
-            (
-                "FLYWHEEL_COLLECTOR__AUTH__KEYS",
-                "{secret-key-a=\"team-a\"}",
-            ),
+            ("FLYWHEEL_AUTH__REQUIRED", "true"),
+            ("FLYWHEEL_AUTH__KEYS", "{secret-key-a=\"team-a\"}"),
         ],
     );
     let url = c.traces_url();

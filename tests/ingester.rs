@@ -51,10 +51,7 @@ async fn otlp_in_golden_rows_out_in_both_tables() {
         &kafka_brokers(),
         &p.env_with(
             &env,
-            &[(
-                "FLYWHEEL_COLLECTOR__AUTH__KEYS",
-                "{golden-key-1=\"golden\"}",
-            )],
+            &[("FLYWHEEL_AUTH__KEYS", "{golden-key-1=\"golden\"}")],
         ),
     );
     let _ingester = Ingester::start(&p, &[]);

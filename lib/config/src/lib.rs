@@ -6,7 +6,7 @@
 //! - the file (optional) is read first;
 //! - then environment variables `FLYWHEEL_<SECTION>__<FIELD>` override it, `__` separating
 //!   nesting levels (`FLYWHEEL_KAFKA__BROKERS=host:9092`,
-//!   `FLYWHEEL_COLLECTOR__AUTH__REQUIRED=true`). Variables without `__` (such as `FLYWHEEL_HOME`
+//!   `FLYWHEEL_AUTH__REQUIRED=true`). Variables without `__` (such as `FLYWHEEL_HOME`
 //!   used by the scripts) are not configuration and are ignored;
 //! - then [`Validate::validate`] checks what types cannot, and names the field at fault.
 

@@ -16,10 +16,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
-use crate::auth::Authenticator;
 use crate::error::IngestError;
 use crate::sink::{TraceSink, Transport};
 use crate::spans::Rejections;
+use flywheel_auth::{Action, Authenticator};
 
 /// The gRPC trace service.
 pub struct GrpcReceiver<P> {
@@ -52,23 +52,24 @@ impl<P: Publisher> TraceService for GrpcReceiver<P> {
         let meta = request.metadata();
         let authorization = meta.get("authorization").and_then(|v| v.to_str().ok());
         let api_key = meta.get("x-api-key").and_then(|v| v.to_str().ok());
-        let result = match self.auth.authenticate(authorization, api_key) {
-            Err(e) => {
-                self.sink.count_refused(Transport::Grpc, e.code);
-                Err(status(&e))
-            }
-            Ok(project) => self
-                .sink
-                .export(
-                    &project,
-                    request.into_inner(),
-                    Rejections::default(),
-                    Transport::Grpc,
-                )
-                .await
-                .map(|outcome| Response::new(outcome.into_response()))
-                .map_err(|e| status(&e)),
-        };
+        let result =
+            match crate::auth::authorize(&self.auth, authorization, api_key, Action::IngestSpans) {
+                Err(e) => {
+                    self.sink.count_refused(Transport::Grpc, e.code);
+                    Err(status(&e))
+                }
+                Ok(principal) => self
+                    .sink
+                    .export(
+                        &principal.project,
+                        request.into_inner(),
+                        Rejections::default(),
+                        Transport::Grpc,
+                    )
+                    .await
+                    .map(|outcome| Response::new(outcome.into_response()))
+                    .map_err(|e| status(&e)),
+            };
         self.sink
             .metrics()
             .request_duration

@@ -18,11 +18,11 @@ use flywheel_bus::Publisher;
 use flywheel_core::ErrorCode;
 use prost::Message;
 
-use crate::auth::Authenticator;
 use crate::decode::{decode_json, decode_protobuf, gunzip_limited, Format};
 use crate::error::IngestError;
 use crate::sink::{ExportOutcome, TraceSink, Transport};
 use crate::spans::Rejections;
+use flywheel_auth::{Action, Authenticator};
 
 /// `google.rpc.Status`, the OTLP error body (only the fields we fill).
 #[derive(Clone, PartialEq, Message, serde::Serialize)]
@@ -91,13 +91,14 @@ async fn handle<P: Publisher>(
         sink.count_refused(transport, e.code);
         (format, e)
     };
-    let project = state
-        .auth
-        .authenticate(
-            header_str(headers, header::AUTHORIZATION),
-            header_str(headers, "x-api-key"),
-        )
-        .map_err(|e| refuse(format.clone().unwrap_or(Format::Json), e))?;
+    let project = crate::auth::authorize(
+        &state.auth,
+        header_str(headers, header::AUTHORIZATION),
+        header_str(headers, "x-api-key"),
+        Action::IngestSpans,
+    )
+    .map_err(|e| refuse(format.clone().unwrap_or(Format::Json), e))?
+    .project;
     let format = format.map_err(|e| refuse(Format::Json, e))?;
     let gzip = match header_str(headers, header::CONTENT_ENCODING).map(str::trim) {
         None | Some("") | Some("identity") => false,

@@ -55,6 +55,7 @@ pub enum CollectorError {
 /// can ask (see `register_readiness`), so `/readyz` is never ready too early.
 pub async fn run<P: Publisher>(
     config: CollectorConfig,
+    auth: &flywheel_auth::AuthConfig,
     publisher: P,
     max_message_bytes: usize,
     registry: &Registry,
@@ -62,7 +63,7 @@ pub async fn run<P: Publisher>(
     shutdown: CancellationToken,
 ) -> Result<(), CollectorError> {
     let metrics = metrics::Metrics::register(registry)?;
-    let auth = auth::Authenticator::new(&config.auth).map_err(CollectorError::Config)?;
+    let auth = flywheel_auth::Authenticator::new(auth).map_err(CollectorError::Config)?;
     let sink = Arc::new(sink::TraceSink::new(
         publisher,
         config.spans_topic.clone(),
