@@ -5,7 +5,8 @@
 //! meaningfully (no id to deduplicate on, no value, no subject, no signal type). A refused item
 //! is dead-lettered (topic messages) or counted (span events), never stored half.
 
-use flywheel_feedback::pb::{self, feedback_value::Kind, Origin, SignalType, Source};
+use flywheel_feedback::names;
+use flywheel_feedback::pb::{self, feedback_value::Kind, SignalType};
 use flywheel_schema::rows::{FeedbackRow, SignalRow};
 
 /// Why an item cannot be stored.
@@ -25,45 +26,14 @@ pub enum Invalid {
     NoCustomName,
 }
 
-/// The `source` column: unspecified counts as `api` (the API's default).
-pub fn source_name(source: Source) -> &'static str {
-    match source {
-        Source::Human => "human",
-        Source::Model => "model",
-        Source::Heuristic => "heuristic",
-        Source::Api | Source::Unspecified => "api",
+/// Checks that a signal has a type (a custom one with a name): the stored name is
+/// `names::signal_type`.
+fn check_type(signal: &pb::Signal) -> Result<(), Invalid> {
+    match signal.r#type() {
+        SignalType::Unspecified => Err(Invalid::NoType),
+        SignalType::Custom if signal.custom_name.trim().is_empty() => Err(Invalid::NoCustomName),
+        _ => Ok(()),
     }
-}
-
-/// The `origin` column: unspecified counts as `api` (the only producer that may omit it).
-pub fn origin_name(origin: Origin) -> &'static str {
-    match origin {
-        Origin::OtlpSpanEvent => "otlp_span_event",
-        Origin::OtlpLog => "otlp_log",
-        Origin::Derived => "derived",
-        Origin::Api | Origin::Unspecified => "api",
-    }
-}
-
-/// The `type` column; an unspecified type (or a custom one without a name) is invalid.
-pub fn signal_type_name(signal: &pb::Signal) -> Result<String, Invalid> {
-    let name = match signal.r#type() {
-        SignalType::Unspecified => return Err(Invalid::NoType),
-        SignalType::Custom if signal.custom_name.trim().is_empty() => {
-            return Err(Invalid::NoCustomName)
-        }
-        SignalType::Custom => return Ok(format!("custom:{}", signal.custom_name)),
-        SignalType::Regenerate => "regenerate",
-        SignalType::Stop => "stop",
-        SignalType::Edit => "edit",
-        SignalType::Copy => "copy",
-        SignalType::Retry => "retry",
-        SignalType::Rephrase => "rephrase",
-        SignalType::Continue => "continue",
-        SignalType::Abandon => "abandon",
-        SignalType::ConversationEnd => "conversation_end",
-    };
-    Ok(name.to_string())
 }
 
 fn subject(s: Option<pb::Subject>, what: &'static str) -> Result<pb::Subject, Invalid> {
@@ -102,8 +72,9 @@ pub fn feedback_row(
     if f.name.is_empty() {
         return Err(Invalid::NoName);
     }
-    let (source, origin) = (source_name(f.source()), origin_name(f.origin()));
+    let (source, origin) = (names::source(f.source()), names::origin(f.origin()));
     let subject = subject(f.subject, "feedback")?;
+    let value_type = names::value_type(f.value.as_ref());
     let value = f.value.unwrap_or_default();
     let mut row = FeedbackRow {
         id: f.id,
@@ -121,25 +92,15 @@ pub fn feedback_row(
         received_at: received_at_ns,
         ..FeedbackRow::default()
     };
-    let value_type = match value.kind.ok_or(Invalid::NoValue)? {
+    match value.kind.ok_or(Invalid::NoValue)? {
         Kind::Number(n) => {
             row.score = Some(n);
             row.label = value.number_label;
-            "number"
         }
-        Kind::Boolean(b) => {
-            row.score = Some(if b { 1.0 } else { 0.0 });
-            "boolean"
-        }
-        Kind::Label(l) => {
-            row.label = l;
-            "label"
-        }
-        Kind::Text(t) => {
-            row.text = t;
-            "text"
-        }
-    };
+        Kind::Boolean(b) => row.score = Some(if b { 1.0 } else { 0.0 }),
+        Kind::Label(l) => row.label = l,
+        Kind::Text(t) => row.text = t,
+    }
     row.value_type = value_type.to_string();
     Ok(row)
 }
@@ -150,8 +111,9 @@ pub fn signal_row(s: pb::Signal, project: &str, received_at_ns: i64) -> Result<S
     if s.id.is_empty() {
         return Err(Invalid::NoId("signal"));
     }
-    let signal_type = signal_type_name(&s)?;
-    let (source, origin) = (source_name(s.source()), origin_name(s.origin()));
+    check_type(&s)?;
+    let signal_type = names::signal_type(&s);
+    let (source, origin) = (names::source(s.source()), names::origin(s.origin()));
     let subject = subject(s.subject, "signal")?;
     let discarded = s.discarded.unwrap_or_default();
     Ok(SignalRow {

@@ -1,7 +1,9 @@
 //! Mapping messages to rows: every span becomes an `otel_traces` row ([`otel`]); model
-//! calls also become an `llm_calls` row ([`genai`]); feedback and signal protobufs become
-//! `feedback` / `signals` rows ([`feedback`]).
+//! calls also become an `llm_calls` row ([`genai`]); feedback and signal protobufs (from their
+//! topics, or converted from span events by [`events`]) become `feedback` / `signals` rows
+//! ([`feedback`]).
 
+pub mod events;
 pub mod feedback;
 pub mod genai;
 pub mod otel;
@@ -43,11 +45,17 @@ impl Rows {
 pub struct Mapper {
     prices: PriceTable,
     config: IngesterConfig,
+    /// Size limits of feedback carried by span events (the API's defaults).
+    limits: flywheel_feedback::Limits,
 }
 
 impl Mapper {
     pub fn new(prices: PriceTable, config: IngesterConfig) -> Self {
-        Self { prices, config }
+        Self {
+            prices,
+            config,
+            limits: flywheel_feedback::Limits::default(),
+        }
     }
 
     /// Maps every span of `request`. `received_at_ns` is the collector's receipt time (0 when
@@ -89,7 +97,18 @@ impl Mapper {
                     prices: &self.prices,
                     capture_content: capture,
                 };
+                let events_ctx = events::EventsContext {
+                    project: project.as_str(),
+                    resource: Attrs(resource),
+                    received_at_ns: if received_at_ns > 0 {
+                        received_at_ns
+                    } else {
+                        crate::message::now_ns()
+                    },
+                    limits: &self.limits,
+                };
                 for span in ss.spans {
+                    events::from_span(&span, &events_ctx, &mut rows, metrics);
                     if let Some(call) = genai::llm_call(&span, &call_ctx) {
                         if call.cost_usd.is_none()
                             && (call.input_tokens.is_some() || call.output_tokens.is_some())
