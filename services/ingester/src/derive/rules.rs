@@ -37,37 +37,40 @@ pub fn regenerate(w: &Window) -> String {
     let since = ts(w.since_ns);
     let from = ts(w.since_ns.saturating_sub(w.regenerate_window_ns));
     let window = w.regenerate_window_ns;
+    // Inner names differ from the output columns: ClickHouse aliases are visible in the whole
+    // SELECT, so `prev_trace_id AS trace_id` would shadow the column `trace_id`.
     format!(
-        "SELECT concat('h:regenerate:', prev_trace_id, ':', prev_span_id) AS id, project, \
-           timestamp, prev_trace_id AS trace_id, prev_span_id AS span_id, conversation_id, \
-           prev_user_id AS user_id, 'regenerate' AS type, 'heuristic' AS source, \
-           'derived' AS origin, prev_trace_id AS discarded_trace_id, \
-           prev_span_id AS discarded_span_id, {NO_STOP}, {NO_EDIT}, {NO_TURNS}, \
-           map('replaced_by_trace_id', trace_id, 'replaced_by_span_id', span_id, \
+        "SELECT concat('h:regenerate:', prev_trace, ':', prev_span) AS id, project, \
+           call_time AS timestamp, prev_trace AS trace_id, prev_span AS span_id, \
+           conversation_id, prev_user AS user_id, 'regenerate' AS type, \
+           'heuristic' AS source, 'derived' AS origin, prev_trace AS discarded_trace_id, \
+           prev_span AS discarded_span_id, {NO_STOP}, {NO_EDIT}, {NO_TURNS}, \
+           map('replaced_by_trace_id', call_trace, 'replaced_by_span_id', call_span, \
                'seconds_between', toString(intDiv(gap_ns, 1000000000))) AS attributes, \
            now64(9) AS received_at \
          FROM ( \
-           SELECT *, toUnixTimestamp64Nano(timestamp) - toUnixTimestamp64Nano(prev_timestamp) AS gap_ns \
+           SELECT *, toUnixTimestamp64Nano(call_time) - toUnixTimestamp64Nano(prev_time) AS gap_ns \
            FROM ( \
-             SELECT project, conversation_id, trace_id, span_id, user_id, timestamp, input_hash, \
+             SELECT project, conversation_id, call_trace, call_span, call_time, input_hash, \
                row_number() OVER w AS n, \
-               lagInFrame(trace_id) OVER w AS prev_trace_id, \
-               lagInFrame(span_id) OVER w AS prev_span_id, \
-               lagInFrame(user_id) OVER w AS prev_user_id, \
-               lagInFrame(timestamp) OVER w AS prev_timestamp, \
+               lagInFrame(call_trace) OVER w AS prev_trace, \
+               lagInFrame(call_span) OVER w AS prev_span, \
+               lagInFrame(call_user) OVER w AS prev_user, \
+               lagInFrame(call_time) OVER w AS prev_time, \
                lagInFrame(input_hash) OVER w AS prev_hash, \
                lagInFrame(failed) OVER w AS prev_failed \
              FROM ( \
-               SELECT project, conversation_id, trace_id, span_id, user_id, timestamp, \
+               SELECT project, conversation_id, trace_id AS call_trace, span_id AS call_span, \
+                 user_id AS call_user, timestamp AS call_time, \
                  cityHash64(input_messages) AS input_hash, status_code = 'Error' AS failed \
                FROM llm_calls FINAL \
                WHERE conversation_id != '' AND input_messages != '' AND timestamp >= {from} \
              ) \
              WINDOW w AS (PARTITION BY project, conversation_id \
-                          ORDER BY timestamp, trace_id, span_id \
+                          ORDER BY call_time, call_trace, call_span \
                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) \
            ) \
-           WHERE n > 1 AND input_hash = prev_hash AND NOT prev_failed AND timestamp >= {since} \
+           WHERE n > 1 AND input_hash = prev_hash AND NOT prev_failed AND call_time >= {since} \
          ) \
          WHERE gap_ns <= {window}"
     )
@@ -80,8 +83,7 @@ pub fn stop(w: &Window) -> String {
     let since = ts(w.since_ns);
     format!(
         "SELECT concat('h:stop:', trace_id, ':', span_id) AS id, project, \
-           fromUnixTimestamp64Nano(toUnixTimestamp64Nano(timestamp) + toInt64(duration_ns)) AS timestamp, \
-           trace_id, span_id, conversation_id, user_id, 'stop' AS type, \
+           end_time AS timestamp, trace_id, span_id, conversation_id, user_id, 'stop' AS type, \
            'heuristic' AS source, 'derived' AS origin, \
            '' AS discarded_trace_id, '' AS discarded_span_id, \
            output_tokens AS tokens_received, \
@@ -89,9 +91,13 @@ pub fn stop(w: &Window) -> String {
            map('finish_reasons', arrayStringConcat(finish_reasons, ','), \
                'status_code', status_code) AS attributes, \
            now64(9) AS received_at \
-         FROM llm_calls FINAL \
-         WHERE streaming AND (aborted OR (empty(finish_reasons) AND status_code != 'Error')) \
-           AND timestamp >= {since}"
+         FROM ( \
+           SELECT *, \
+             fromUnixTimestamp64Nano(toUnixTimestamp64Nano(timestamp) + toInt64(duration_ns)) AS end_time \
+           FROM llm_calls FINAL \
+           WHERE streaming AND (aborted OR (empty(finish_reasons) AND status_code != 'Error')) \
+             AND timestamp >= {since} \
+         )"
     )
 }
 
