@@ -274,6 +274,131 @@ async fn poison_and_invalid_feedback_go_to_dead_letters_and_the_rest_is_stored()
     p.drop_database().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn span_events_become_feedback_and_signals_and_invalid_ones_only_count() {
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::span::Event;
+    let kv = |key: &str, v: Value| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..KeyValue::default()
+    };
+    let event = |name: &str, attributes: Vec<KeyValue>| Event {
+        time_unix_nano: 1_795_000_000_000_000_000, // in the past: future times are refused
+        name: name.into(),
+        attributes,
+        dropped_attributes_count: 0,
+    };
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    p.migrate();
+    let producer = p.producer();
+    let mut request = common::numbered_request(77);
+    let span = &mut request.resource_spans[0].scope_spans[0].spans[0];
+    span.attributes.push(kv(
+        "gen_ai.conversation.id",
+        Value::StringValue("conv-77".into()),
+    ));
+    span.events.extend([
+        event(
+            "gen_ai.evaluation.result",
+            vec![
+                kv(
+                    "gen_ai.evaluation.name",
+                    Value::StringValue("relevance".into()),
+                ),
+                kv("gen_ai.evaluation.score.value", Value::DoubleValue(0.25)),
+            ],
+        ),
+        event(
+            "flywheel.signal",
+            vec![
+                kv("flywheel.signal.type", Value::StringValue("edit".into())),
+                kv("flywheel.signal.edit_ratio", Value::DoubleValue(0.4)),
+            ],
+        ),
+        // Not a signal type: counted, dropped, and the span is stored anyway.
+        event(
+            "flywheel.signal",
+            vec![kv(
+                "flywheel.signal.type",
+                Value::StringValue("like".into()),
+            )],
+        ),
+    ]);
+    let (trace_id, span_id) = (hex::encode(&span.trace_id), hex::encode(&span.span_id));
+    let payload = request.encode_to_vec();
+    let now = chrono_now_ns();
+    p.produce(
+        &producer,
+        &p.topic,
+        "acme",
+        now,
+        trace_id.as_bytes(),
+        payload.clone(),
+    )
+    .await;
+    let ingester = Ingester::start(&p, &[("FLYWHEEL_INGESTER__DERIVE_SIGNALS", "false")]);
+    // Tables are written in turn (signals last): wait for the last one.
+    p.wait_count("SELECT count() FROM signals", 1, TIMEOUT)
+        .await;
+    assert_eq!(p.count("SELECT count() FROM otel_traces").await, 2);
+    assert_eq!(p.count(FEEDBACK_FINAL).await, 1);
+    assert_eq!(p.count("SELECT count() FROM signals FINAL").await, 1);
+    let f: FeedbackRow = p
+        .client()
+        .query("SELECT ?fields FROM feedback FINAL")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            f.trace_id.as_str(),
+            f.span_id.as_str(),
+            f.conversation_id.as_str()
+        ),
+        (trace_id.as_str(), span_id.as_str(), "conv-77")
+    );
+    assert_eq!(
+        (f.name.as_str(), f.score, f.project.as_str()),
+        ("relevance", Some(0.25), "acme")
+    );
+    assert_eq!(
+        (f.source.as_str(), f.origin.as_str()),
+        ("model", "otlp_span_event")
+    );
+    let sig: SignalRow = p
+        .client()
+        .query("SELECT ?fields FROM signals FINAL")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(
+        (sig.signal_type.as_str(), sig.edit_ratio),
+        ("edit", Some(0.4))
+    );
+    assert_eq!(sig.trace_id, trace_id);
+    assert!(ingester
+        .metrics()
+        .contains("flywheel_ingester_invalid_span_events_total 1"));
+
+    // The same span delivered again: deterministic ids, still one item each under FINAL.
+    p.produce(
+        &producer,
+        &p.topic,
+        "acme",
+        now + 1,
+        trace_id.as_bytes(),
+        payload,
+    )
+    .await;
+    p.wait_count("SELECT count() FROM signals", 2, TIMEOUT)
+        .await;
+    assert_eq!(p.count("SELECT count() FROM feedback").await, 2);
+    assert_eq!(p.count(FEEDBACK_FINAL).await, 1);
+    assert_eq!(p.count("SELECT count() FROM signals FINAL").await, 1);
+    p.drop_database().await;
+}
+
 fn chrono_now_ns() -> i64 {
     i64::try_from(
         std::time::SystemTime::now()
