@@ -10,22 +10,15 @@ use std::time::Duration;
 
 use common::ingest::{clickhouse_url, Ingester, Pipeline};
 use common::kafka_brokers;
+use common::kv;
 use flywheel_schema::rows::SignalRow;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const SEC: u64 = 1_000_000_000;
-
-fn kv(key: &str, v: Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..KeyValue::default()
-    }
-}
 
 fn s(key: &str, v: &str) -> KeyValue {
     kv(key, Value::StringValue(v.into()))
@@ -100,13 +93,21 @@ fn request(calls: &[&Call]) -> ExportTraceServiceRequest {
 }
 
 fn now_ns() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
+    u64::try_from(common::now_ns()).unwrap()
+}
+
+/// Publishes the calls as one span message, as the collector would.
+async fn send(p: &Pipeline, producer: &flywheel_bus::KafkaPublisher, calls: &[&Call]) {
+    let payload = request(calls).encode_to_vec();
+    p.produce(
+        producer,
+        &p.topic,
+        "default",
+        common::now_ns(),
+        b"k",
+        payload,
     )
-    .unwrap()
+    .await;
 }
 
 const HI: &str =
@@ -117,11 +118,8 @@ const B2: &str = r#"[{"role":"user","parts":[{"type":"text","content":"Shorter"}
 const B3: &str = r#"[{"role":"user","parts":[{"type":"text","content":"Thanks"}]}]"#;
 
 async fn signals(p: &Pipeline) -> Vec<SignalRow> {
-    p.client()
-        .query("SELECT ?fields FROM signals FINAL ORDER BY type, trace_id")
-        .fetch_all()
+    p.rows("SELECT ?fields FROM signals FINAL ORDER BY type, trace_id")
         .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -208,30 +206,12 @@ async fn regenerate_stop_and_conversation_end_are_derived_once() {
         streaming: true,
         ..b
     };
-    let all = request(&[&a1, &a2, &a3, &a4, &a5, &b1, &b2, &b3]);
-    let received = i64::try_from(now_ns()).unwrap();
-    p.produce(
-        &producer,
-        &p.topic,
-        "default",
-        received,
-        b"k",
-        all.encode_to_vec(),
-    )
-    .await;
+    send(&p, &producer, &[&a1, &a2, &a3, &a4, &a5, &b1, &b2, &b3]).await;
     let ingester = Ingester::start(&p, &[("FLYWHEEL_INGESTER__DERIVE_INTERVAL_S", "1")]);
     p.wait_count("SELECT count() FROM llm_calls", 8, TIMEOUT)
         .await;
     // a2 delivered a second time (a client retry): still one call, no self-regeneration.
-    p.produce(
-        &producer,
-        &p.topic,
-        "default",
-        received,
-        b"k",
-        request(&[&a2]).encode_to_vec(),
-    )
-    .await;
+    send(&p, &producer, &[&a2]).await;
     p.wait_count("SELECT count() FROM llm_calls", 9, TIMEOUT)
         .await;
     // The periodic derivation finds all four (it may have run between the two deliveries).
@@ -350,16 +330,7 @@ async fn backfill_derives_and_a_resumed_conversation_replaces_its_end() {
         start_ns: base + 60 * SEC,
         ..c1
     };
-    let received = i64::try_from(now_ns()).unwrap();
-    p.produce(
-        &producer,
-        &p.topic,
-        "default",
-        received,
-        b"k",
-        request(&[&c1, &c2]).encode_to_vec(),
-    )
-    .await;
+    send(&p, &producer, &[&c1, &c2]).await;
     let ingester = Ingester::start(&p, &[("FLYWHEEL_INGESTER__DERIVE_SIGNALS", "false")]);
     p.wait_count("SELECT count() FROM llm_calls", 2, TIMEOUT)
         .await;
@@ -378,15 +349,7 @@ async fn backfill_derives_and_a_resumed_conversation_replaces_its_end() {
         start_ns: base + 3600 * SEC,
         ..c2
     };
-    p.produce(
-        &producer,
-        &p.topic,
-        "default",
-        received,
-        b"k",
-        request(&[&c3]).encode_to_vec(),
-    )
-    .await;
+    send(&p, &producer, &[&c3]).await;
     p.wait_count("SELECT count() FROM llm_calls", 3, TIMEOUT)
         .await;
     drop(ingester);

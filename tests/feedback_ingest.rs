@@ -89,11 +89,8 @@ async fn feedback_and_signals_land_as_rows_and_a_resent_id_is_one_row() {
         .await;
 
     let rows: Vec<FeedbackRow> = p
-        .client()
-        .query("SELECT ?fields FROM feedback FINAL ORDER BY id")
-        .fetch_all()
-        .await
-        .unwrap();
+        .rows("SELECT ?fields FROM feedback FINAL ORDER BY id")
+        .await;
     let expected = FeedbackRow {
         id: "fb-2".into(),
         project: "acme".into(),
@@ -115,11 +112,10 @@ async fn feedback_and_signals_land_as_rows_and_a_resent_id_is_one_row() {
     };
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1], expected);
-    let signal: SignalRow = p
-        .client()
-        .query("SELECT ?fields FROM signals FINAL")
-        .fetch_one()
+    let [signal]: [SignalRow; 1] = p
+        .rows("SELECT ?fields FROM signals FINAL")
         .await
+        .try_into()
         .unwrap();
     assert_eq!(
         (
@@ -178,7 +174,7 @@ async fn feedback_before_its_spans_is_kept_and_joins_when_they_arrive() {
     let request = common::numbered_request(4242);
     let span = &request.resource_spans[0].scope_spans[0].spans[0];
     let (trace_id, span_id) = (hex::encode(&span.trace_id), hex::encode(&span.span_id));
-    let now = chrono_now_ns();
+    let now = common::now_ns();
     let f = thumbs("early-1", &trace_id, &span_id, 1.0);
     p.produce(
         &producer,
@@ -216,7 +212,7 @@ async fn poison_and_invalid_feedback_go_to_dead_letters_and_the_rest_is_stored()
     let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
     p.migrate();
     let producer = p.producer();
-    let now = chrono_now_ns();
+    let now = common::now_ns();
     let mut no_id = thumbs("", TRACE, SPAN, 1.0);
     no_id.id.clear();
     let payloads = [
@@ -258,12 +254,7 @@ async fn poison_and_invalid_feedback_go_to_dead_letters_and_the_rest_is_stored()
     }
     let error = std::str::from_utf8(dead[1].header("flywheel.dlq.error").unwrap()).unwrap();
     assert!(error.contains("id is empty"), "{error}");
-    let ids: Vec<String> = p
-        .client()
-        .query("SELECT id FROM feedback FINAL ORDER BY id")
-        .fetch_all()
-        .await
-        .unwrap();
+    let ids: Vec<String> = p.rows("SELECT id FROM feedback FINAL ORDER BY id").await;
     assert_eq!(ids, ["ok-1", "ok-2"]);
     let m = ingester.metrics();
     let line = format!(
@@ -276,13 +267,9 @@ async fn poison_and_invalid_feedback_go_to_dead_letters_and_the_rest_is_stored()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn span_events_become_feedback_and_signals_and_invalid_ones_only_count() {
-    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use common::kv;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
     use opentelemetry_proto::tonic::trace::v1::span::Event;
-    let kv = |key: &str, v: Value| KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(v) }),
-        ..KeyValue::default()
-    };
     let event = |name: &str, attributes: Vec<KeyValue>| Event {
         time_unix_nano: 1_795_000_000_000_000_000, // in the past: future times are refused
         name: name.into(),
@@ -327,7 +314,7 @@ async fn span_events_become_feedback_and_signals_and_invalid_ones_only_count() {
     ]);
     let (trace_id, span_id) = (hex::encode(&span.trace_id), hex::encode(&span.span_id));
     let payload = request.encode_to_vec();
-    let now = chrono_now_ns();
+    let now = common::now_ns();
     p.produce(
         &producer,
         &p.topic,
@@ -344,11 +331,10 @@ async fn span_events_become_feedback_and_signals_and_invalid_ones_only_count() {
     assert_eq!(p.count("SELECT count() FROM otel_traces").await, 2);
     assert_eq!(p.count(FEEDBACK_FINAL).await, 1);
     assert_eq!(p.count("SELECT count() FROM signals FINAL").await, 1);
-    let f: FeedbackRow = p
-        .client()
-        .query("SELECT ?fields FROM feedback FINAL")
-        .fetch_one()
+    let [f]: [FeedbackRow; 1] = p
+        .rows("SELECT ?fields FROM feedback FINAL")
         .await
+        .try_into()
         .unwrap();
     assert_eq!(
         (
@@ -366,11 +352,10 @@ async fn span_events_become_feedback_and_signals_and_invalid_ones_only_count() {
         (f.source.as_str(), f.origin.as_str()),
         ("model", "otlp_span_event")
     );
-    let sig: SignalRow = p
-        .client()
-        .query("SELECT ?fields FROM signals FINAL")
-        .fetch_one()
+    let [sig]: [SignalRow; 1] = p
+        .rows("SELECT ?fields FROM signals FINAL")
         .await
+        .try_into()
         .unwrap();
     assert_eq!(
         (sig.signal_type.as_str(), sig.edit_ratio),
@@ -397,14 +382,4 @@ async fn span_events_become_feedback_and_signals_and_invalid_ones_only_count() {
     assert_eq!(p.count(FEEDBACK_FINAL).await, 1);
     assert_eq!(p.count("SELECT count() FROM signals FINAL").await, 1);
     p.drop_database().await;
-}
-
-fn chrono_now_ns() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    )
-    .unwrap()
 }

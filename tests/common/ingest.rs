@@ -83,22 +83,25 @@ impl Pipeline {
 
     /// Runs `flywheel migrate` for this pipeline's database.
     pub fn migrate(&self) {
-        let out = Command::new(env!("CARGO_BIN_EXE_flywheel"))
-            .arg("migrate")
-            .envs(self.env())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "migrate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.run_cli(&["migrate"]);
     }
 
     pub fn client(&self) -> clickhouse::Client {
         clickhouse::Client::default()
             .with_url(&self.clickhouse)
             .with_database(&self.database)
+    }
+
+    /// Rows of `sql` (e.g. `SELECT ?fields FROM feedback FINAL`) from this pipeline's database.
+    pub async fn rows<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        self.client()
+            .query(sql)
+            .fetch_all()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// `SELECT <expr>` from this pipeline's database, as one u64.

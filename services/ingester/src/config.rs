@@ -160,3 +160,44 @@ impl IngesterConfig {
             .unwrap_or(self.capture_content)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(config: &IngesterConfig) -> Option<String> {
+        match config.validate() {
+            Err(ConfigError::Invalid { field, .. }) => Some(field),
+            Err(e) => panic!("{e}"),
+            Ok(()) => None,
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(field(&IngesterConfig::default()), None);
+    }
+
+    #[test]
+    fn topics_must_all_differ() {
+        let mut c = IngesterConfig {
+            feedback_topic: IngesterConfig::default().spans_topic,
+            ..IngesterConfig::default()
+        };
+        assert_eq!(field(&c).as_deref(), Some("ingester.signals_topic"));
+        c.feedback_topic = c.dead_letter_topic.clone();
+        assert_eq!(field(&c).as_deref(), Some("ingester.dead_letter_topic"));
+    }
+
+    #[test]
+    fn lookback_must_cover_the_idle_time_when_deriving() {
+        let mut c = IngesterConfig {
+            derive_lookback_s: 600,
+            conversation_idle_s: 1800,
+            ..IngesterConfig::default()
+        };
+        assert_eq!(field(&c).as_deref(), Some("ingester.derive_lookback_s"));
+        c.derive_signals = false;
+        assert_eq!(field(&c), None);
+    }
+}

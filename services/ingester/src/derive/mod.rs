@@ -28,7 +28,7 @@ impl Window {
     /// The window of a run at `now_ns` looking back to `since_ns`, with the configured rule
     /// parameters.
     pub fn new(config: &IngesterConfig, since_ns: i64, now_ns: i64) -> Self {
-        let ns = |s: u64| i64::try_from(s).unwrap_or(i64::MAX / 2 / 1_000_000_000) * 1_000_000_000;
+        let ns = |s: u64| i64::try_from(s).map_or(i64::MAX, |s| s.saturating_mul(1_000_000_000));
         Self {
             since_ns,
             now_ns,
@@ -97,8 +97,7 @@ pub async fn run_periodically(
         Duration::from_millis(config.retry_max_ms),
     );
     let lookback = i64::try_from(config.derive_lookback_s)
-        .unwrap_or(i64::MAX / 2_000_000_000)
-        .saturating_mul(1_000_000_000);
+        .map_or(i64::MAX, |s| s.saturating_mul(1_000_000_000));
     let mut tick = tokio::time::interval(Duration::from_secs(config.derive_interval_s));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
