@@ -277,3 +277,28 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
     tracing::info!("flywheel stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_dates_times_and_durations_back_from_now() {
+        assert_eq!(
+            parse_since_or_ago("2026-11-01").unwrap(),
+            1_793_491_200_000_000_000
+        );
+        assert_eq!(
+            parse_since_or_ago("2026-11-01T00:00:10Z").unwrap(),
+            1_793_491_210_000_000_000
+        );
+        let (day, hour) = (
+            parse_since_or_ago("1d").unwrap(),
+            parse_since_or_ago("1h").unwrap(),
+        );
+        // Read in that order, so `hour` saw a clock no earlier than `day` did.
+        assert!(hour - day >= 23 * 3_600_000_000_000, "{day} {hour}");
+        assert!(parse_since_or_ago("last tuesday").is_err());
+        assert!(parse_since_or_ago("xh").is_err());
+    }
+}
