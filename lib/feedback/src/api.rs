@@ -97,6 +97,22 @@ pub fn split_batch(body: &[u8], max_items: usize) -> Result<Vec<&RawValue>, Batc
     Ok(items)
 }
 
+/// Moves the [`Common`] fields out of a [`FeedbackInput`] or a [`SignalInput`].
+macro_rules! common_of {
+    ($input:ident) => {
+        Common {
+            id: $input.id,
+            trace_id: $input.trace_id,
+            span_id: $input.span_id,
+            conversation_id: $input.conversation_id,
+            user_id: $input.user_id,
+            source: $input.source,
+            timestamp: $input.timestamp,
+            attributes: $input.attributes,
+        }
+    };
+}
+
 /// Fields shared by feedback and signals.
 #[derive(Debug, Default)]
 pub struct Common {
@@ -125,8 +141,7 @@ pub struct FeedbackInput {
     pub name: Option<String>,
     pub value: Option<Value>,
     pub value_type: Option<String>,
-    /// OTel `gen_ai.evaluation.score.label` next to a numeric score.
-    #[serde(skip)]
+    /// A label accompanying a numeric value (OTel `gen_ai.evaluation.score.label`).
     pub number_label: Option<String>,
     pub comment: Option<String>,
 }
@@ -190,17 +205,7 @@ impl Validator<'_> {
         default_source: pb::Source,
     ) -> Result<pb::Feedback, ItemError> {
         let err = |field: &str, message: String| ItemError::new(index, field, message);
-        let common = Common {
-            id: input.id,
-            trace_id: input.trace_id,
-            span_id: input.span_id,
-            conversation_id: input.conversation_id,
-            user_id: input.user_id,
-            source: input.source,
-            timestamp: input.timestamp,
-            attributes: input.attributes,
-        };
-        let checked = validate::common(self, index, common, default_source)?;
+        let checked = validate::common(self, index, common_of!(input), default_source)?;
         let name = input
             .name
             .ok_or_else(|| err("name", "required (e.g. \"thumbs\", \"helpfulness\")".into()))?;
@@ -245,17 +250,7 @@ impl Validator<'_> {
         default_source: pb::Source,
     ) -> Result<pb::Signal, ItemError> {
         let err = |field: &str, message: String| ItemError::new(index, field, message);
-        let common = Common {
-            id: input.id,
-            trace_id: input.trace_id,
-            span_id: input.span_id,
-            conversation_id: input.conversation_id,
-            user_id: input.user_id,
-            source: input.source,
-            timestamp: input.timestamp,
-            attributes: input.attributes,
-        };
-        let checked = validate::common(self, index, common, default_source)?;
+        let checked = validate::common(self, index, common_of!(input), default_source)?;
         let type_name = input.signal_type.ok_or_else(|| {
             err(
                 "type",
@@ -368,35 +363,45 @@ impl Validator<'_> {
 /// Deserializes one item, naming the field at fault.
 fn parse<T: serde::de::DeserializeOwned>(index: usize, raw: &RawValue) -> Result<T, ItemError> {
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = inner.to_string();
-        // serde names unknown and missing fields in the message, not the path.
-        let named = ["unknown field `", "missing field `"]
-            .iter()
-            .find_map(|p| message.strip_prefix(p))
-            .and_then(|rest| rest.split('`').next())
-            .map(str::to_string);
-        let field = match (named, path.as_str()) {
-            (Some(f), "." | "") => f,
-            (Some(f), p) if p == f || p.ends_with(&format!(".{f}")) => p.to_string(),
-            (Some(f), p) => format!("{p}.{f}"),
-            (None, "." | "") => "(item)".to_string(),
-            (None, p) => p.to_string(),
-        };
-        let message = if inner.is_data() || inner.is_syntax() || inner.is_eof() {
-            // Drop serde's " at line 1 column 17": the item is already identified.
-            message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_string()
-        } else {
-            message
-        };
-        ItemError::new(index, field, message)
-    })
+    serde_path_to_error::deserialize(&mut de).map_err(|e| item_error(index, e))
+}
+
+/// Deserializes one item given as a JSON value, naming the field at fault.
+pub(crate) fn parse_value<T: serde::de::DeserializeOwned>(
+    index: usize,
+    value: Value,
+) -> Result<T, ItemError> {
+    serde_path_to_error::deserialize(value).map_err(|e| item_error(index, e))
+}
+
+fn item_error(index: usize, e: serde_path_to_error::Error<serde_json::Error>) -> ItemError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let message = inner.to_string();
+    // serde names unknown and missing fields in the message, not the path.
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|p| message.strip_prefix(p))
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_string);
+    let field = match (named, path.as_str()) {
+        (Some(f), "." | "") => f,
+        (Some(f), p) if p == f || p.ends_with(&format!(".{f}")) => p.to_string(),
+        (Some(f), p) => format!("{p}.{f}"),
+        (None, "." | "") => "(item)".to_string(),
+        (None, p) => p.to_string(),
+    };
+    let message = if inner.is_data() || inner.is_syntax() || inner.is_eof() {
+        // Drop serde's " at line 1 column 17": the item is already identified.
+        message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_string()
+    } else {
+        message
+    };
+    ItemError::new(index, field, message)
 }
 
 /// The Kafka record key of an item: its trace, else its conversation, else its id, so that

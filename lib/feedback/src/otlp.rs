@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use serde_json::Value;
 
-use crate::api::{FeedbackInput, ItemError, SignalInput, Validator};
+use crate::api::{parse_value, FeedbackInput, ItemError, SignalInput, Validator};
 use crate::pb;
 
 /// OpenTelemetry GenAI evaluation event.
@@ -103,7 +103,8 @@ fn split(attributes: &[KeyValue], prefix: &str, renames: &[(&str, &str)]) -> Spl
             fields.insert((*to).to_string(), value);
         } else if let Some(field) = kv.key.strip_prefix(prefix) {
             fields.insert(field.to_string(), value);
-        } else {
+        } else if !value.is_null() {
+            // Attributes without a value (or a NaN) carry nothing worth refusing the item for.
             rest.insert(kv.key.clone(), value);
         }
     }
@@ -137,45 +138,6 @@ fn json_value(v: Option<&AnyValue>) -> Value {
     }
 }
 
-/// Takes a field as a string (numbers and booleans are formatted).
-fn take_string(fields: &mut BTreeMap<String, Value>, key: &str) -> Option<String> {
-    match fields.remove(key)? {
-        Value::String(s) => Some(s),
-        Value::Null => None,
-        other => Some(other.to_string()),
-    }
-}
-
-/// Takes a field as it is, for serde to type-check.
-fn take<T: serde::de::DeserializeOwned>(
-    fields: &mut BTreeMap<String, Value>,
-    key: &str,
-    attribute: &str,
-    index: usize,
-) -> Result<Option<T>, ItemError> {
-    match fields.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value(v)
-            .map(Some)
-            .map_err(|e| ItemError::new(index, attribute, e.to_string())),
-    }
-}
-
-fn unknown_fields(
-    fields: &BTreeMap<String, Value>,
-    prefix: &str,
-    index: usize,
-) -> Result<(), ItemError> {
-    match fields.keys().next() {
-        None => Ok(()),
-        Some(k) => Err(ItemError::new(
-            index,
-            format!("{prefix}{k}"),
-            "unknown attribute",
-        )),
-    }
-}
-
 fn default_id(ctx: &EventContext, time: i64) -> String {
     format!(
         "otlp:{}:{}:{}:{}",
@@ -202,33 +164,25 @@ fn context_time(ctx: &EventContext, v: &Validator<'_>) -> i64 {
     }
 }
 
-fn feedback_input(
-    mut fields: BTreeMap<String, Value>,
-    rest: BTreeMap<String, Value>,
-    ctx: &EventContext,
-    v: &Validator<'_>,
-) -> Result<FeedbackInput, ItemError> {
-    let time = context_time(ctx, v);
-    let input = FeedbackInput {
-        id: Some(take_string(&mut fields, "id").unwrap_or_else(|| default_id(ctx, time))),
-        trace_id: Some(ctx.trace_id.clone()),
-        span_id: Some(ctx.span_id.clone()),
-        conversation_id: Some(
-            take_string(&mut fields, "conversation_id")
-                .unwrap_or_else(|| ctx.conversation_id.clone()),
-        ),
-        user_id: Some(take_string(&mut fields, "user_id").unwrap_or_else(|| ctx.user_id.clone())),
-        source: take_string(&mut fields, "source"),
-        timestamp: Some(Value::from(time / 1_000_000)),
-        attributes: Some(rest),
-        name: take_string(&mut fields, "name"),
-        value: fields.remove("value").filter(|v| !v.is_null()),
-        value_type: take_string(&mut fields, "value_type"),
-        number_label: take_string(&mut fields, "number_label"),
-        comment: take_string(&mut fields, "comment"),
+/// The item as the JSON API would have received it: the event's fields, then the context's
+/// ids, conversation, user and time where the event names none.
+fn item_json(split: Split, ctx: &EventContext, time: i64) -> Value {
+    let Split { mut fields, rest } = split;
+    let mut set = |key: &str, value: Value| {
+        fields.entry(key.to_string()).or_insert(value);
     };
-    unknown_fields(&fields, FEEDBACK_PREFIX, ctx.index)?;
-    Ok(input)
+    set("id", Value::from(default_id(ctx, time)));
+    set("conversation_id", Value::from(ctx.conversation_id.clone()));
+    set("user_id", Value::from(ctx.user_id.clone()));
+    // Ids and time come from the span or record only.
+    fields.insert("trace_id".into(), Value::from(ctx.trace_id.clone()));
+    fields.insert("span_id".into(), Value::from(ctx.span_id.clone()));
+    fields.insert("timestamp".into(), Value::from(time / 1_000_000));
+    fields.insert(
+        "attributes".into(),
+        Value::Object(rest.into_iter().collect()),
+    );
+    Value::Object(fields.into_iter().collect())
 }
 
 /// Validates with the event's own time rather than a millisecond-rounded one.
@@ -248,25 +202,36 @@ fn evaluation(
         ("gen_ai.evaluation.score.label", "number_label"),
         ("gen_ai.evaluation.explanation", "comment"),
     ];
-    let Split { mut fields, rest } = split(attributes, FEEDBACK_PREFIX, RENAMES);
+    let mut split = split(attributes, FEEDBACK_PREFIX, RENAMES);
     // A label without a score is the value itself.
-    if !fields.contains_key("value") {
-        if let Some(label) = fields.remove("number_label") {
-            fields.insert("value".into(), label);
+    if !split.fields.contains_key("value") {
+        if let Some(label) = split.fields.remove("number_label") {
+            split.fields.insert("value".into(), label);
         }
     }
-    if !fields.contains_key("value") {
+    if !split.fields.contains_key("value") {
         return Err(ItemError::new(
             ctx.index,
             "gen_ai.evaluation.score.value",
             "an evaluation result needs gen_ai.evaluation.score.value or gen_ai.evaluation.score.label",
         ));
     }
+    feedback_item(split, ctx, v, pb::Source::Model, RENAMES)
+}
+
+fn feedback_item(
+    split: Split,
+    ctx: &EventContext,
+    v: &Validator<'_>,
+    default_source: pb::Source,
+    renames: &[(&str, &str)],
+) -> Result<pb::Feedback, ItemError> {
     let time = context_time(ctx, v);
-    let input = feedback_input(fields, rest, ctx, v)?;
-    v.feedback_input(ctx.index, input, ctx.origin, pb::Source::Model)
+    let input: FeedbackInput = parse_value(ctx.index, item_json(split, ctx, time))
+        .map_err(|e| rename_field(e, FEEDBACK_PREFIX, renames))?;
+    v.feedback_input(ctx.index, input, ctx.origin, default_source)
         .map(|f| with_time(f, time, |f, t| f.time_unix_nano = t))
-        .map_err(|e| rename_field(e, FEEDBACK_PREFIX, RENAMES))
+        .map_err(|e| rename_field(e, FEEDBACK_PREFIX, renames))
 }
 
 fn feedback(
@@ -274,12 +239,8 @@ fn feedback(
     ctx: &EventContext,
     v: &Validator<'_>,
 ) -> Result<pb::Feedback, ItemError> {
-    let Split { fields, rest } = split(attributes, FEEDBACK_PREFIX, &[]);
-    let time = context_time(ctx, v);
-    let input = feedback_input(fields, rest, ctx, v)?;
-    v.feedback_input(ctx.index, input, ctx.origin, pb::Source::Api)
-        .map(|f| with_time(f, time, |f, t| f.time_unix_nano = t))
-        .map_err(|e| rename_field(e, FEEDBACK_PREFIX, &[]))
+    let split = split(attributes, FEEDBACK_PREFIX, &[]);
+    feedback_item(split, ctx, v, pb::Source::Api, &[])
 }
 
 fn signal(
@@ -287,36 +248,11 @@ fn signal(
     ctx: &EventContext,
     v: &Validator<'_>,
 ) -> Result<pb::Signal, ItemError> {
-    let Split {
-        mut fields, rest, ..
-    } = split(attributes, SIGNAL_PREFIX, &[]);
     let time = context_time(ctx, v);
-    let i = ctx.index;
-    let attr = |k: &str| format!("{SIGNAL_PREFIX}{k}");
-    let input = SignalInput {
-        id: Some(take_string(&mut fields, "id").unwrap_or_else(|| default_id(ctx, time))),
-        trace_id: Some(ctx.trace_id.clone()),
-        span_id: Some(ctx.span_id.clone()),
-        conversation_id: Some(
-            take_string(&mut fields, "conversation_id")
-                .unwrap_or_else(|| ctx.conversation_id.clone()),
-        ),
-        user_id: Some(take_string(&mut fields, "user_id").unwrap_or_else(|| ctx.user_id.clone())),
-        source: take_string(&mut fields, "source"),
-        timestamp: Some(Value::from(time / 1_000_000)),
-        attributes: Some(rest),
-        signal_type: take_string(&mut fields, "type"),
-        discarded_trace_id: take_string(&mut fields, "discarded_trace_id"),
-        discarded_span_id: take_string(&mut fields, "discarded_span_id"),
-        tokens_received: take(&mut fields, "tokens_received", &attr("tokens_received"), i)?,
-        ms_since_start: take(&mut fields, "ms_since_start", &attr("ms_since_start"), i)?,
-        edit_ratio: take(&mut fields, "edit_ratio", &attr("edit_ratio"), i)?,
-        edited_text: take_string(&mut fields, "edited_text"),
-        text: take_string(&mut fields, "text"),
-        turn_count: take(&mut fields, "turn_count", &attr("turn_count"), i)?,
-    };
-    unknown_fields(&fields, SIGNAL_PREFIX, i)?;
-    v.signal_input(i, input, ctx.origin, pb::Source::Api)
+    let json = item_json(split(attributes, SIGNAL_PREFIX, &[]), ctx, time);
+    let input: SignalInput =
+        parse_value(ctx.index, json).map_err(|e| rename_field(e, SIGNAL_PREFIX, &[]))?;
+    v.signal_input(ctx.index, input, ctx.origin, pb::Source::Api)
         .map(|s| with_time(s, time, |s, t| s.time_unix_nano = t))
         .map_err(|e| rename_field(e, SIGNAL_PREFIX, &[]))
 }
