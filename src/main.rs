@@ -36,7 +36,7 @@ struct Cli {
 enum Command {
     /// Run the collector: OTLP/HTTP and OTLP/gRPC receivers publishing to Kafka.
     Collector,
-    /// Run the ingester: spans from Kafka into ClickHouse.
+    /// Run the ingester: spans, feedback and signals from Kafka into ClickHouse.
     Ingester,
     /// Run every service in one process (applies pending migrations first).
     All,

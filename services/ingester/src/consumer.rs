@@ -10,6 +10,7 @@ use flywheel_bus::KafkaPublisher;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -152,7 +153,6 @@ impl Ingest {
                 _ = shutdown.cancelled() => break,
                 message = self.consumer.recv() => match message {
                     Ok(m) => {
-                        use rdkafka::message::Message as _;
                         let Some(kind) = self.topics.kind(m.topic()) else {
                             continue; // not subscribed (cannot happen)
                         };
