@@ -241,11 +241,15 @@ impl Schedule {
     /// Error probability of a call to `provider` starting at `t`: independent causes combine
     /// as `1 - Π(1 - p)`.
     pub fn error_ratio(&self, t: i64, provider: &str, base: f64) -> f64 {
-        let bursts = self
+        let mut bursts = self
             .active(t, IncidentKind::ErrorBurst)
             .filter(|i| i.provider.as_deref() == Some(provider))
             .chain(self.active(t, IncidentKind::Overload))
-            .filter_map(|i| i.error_ratio);
+            .filter_map(|i| i.error_ratio)
+            .peekable();
+        if bursts.peek().is_none() {
+            return base;
+        }
         1.0 - bursts.fold(1.0 - base, |ok, p| ok * (1.0 - p))
     }
 

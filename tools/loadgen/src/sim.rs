@@ -480,4 +480,4 @@ fn nonzero<const N: usize, R: Rng + ?Sized>(rng: &mut R) -> [u8; N] {
 
 #[cfg(test)]
 #[path = "sim_tests.rs"]
-mod tests;
+pub(crate) mod tests;
