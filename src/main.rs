@@ -58,6 +58,9 @@ enum Command {
     },
     /// Print the effective configuration check result and exit (fails on an invalid config).
     CheckConfig,
+    /// Send realistic LLM traffic (spans, feedback, signals) with scheduled incidents to the
+    /// collector, in real time or on a simulated clock (tools/loadgen).
+    Loadgen(flywheel_loadgen::LoadgenArgs),
     /// Count the messages (and with --decode the spans) on a span topic.
     TopicStats {
         /// Topic to read; defaults to the collector's spans topic.
@@ -121,6 +124,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("configuration ok");
             Ok(())
         }
+        Command::Loadgen(args) => runtime.block_on(async {
+            let summary =
+                flywheel_loadgen::cli::main(args, flywheel_telemetry::shutdown_signal()).await?;
+            match summary.refused() {
+                0 => Ok(()),
+                n => anyhow::bail!("{n} items were refused by the collector (see above)"),
+            }
+        }),
         Command::TopicStats { topic, decode } => {
             let topic = topic.unwrap_or_else(|| config.collector.spans_topic.clone());
             tools::topic_stats(&config.kafka, &topic, decode)
