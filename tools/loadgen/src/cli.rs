@@ -184,7 +184,13 @@ pub async fn main(args: LoadgenArgs, shutdown: CancellationToken) -> Result<Summ
         "loadgen starting"
     );
     let summary = if args.dry_run {
-        run(scenario, options, Arc::new(MemoryExporter::default()), shutdown).await?
+        run(
+            scenario,
+            options,
+            Arc::new(MemoryExporter::default()),
+            shutdown,
+        )
+        .await?
     } else {
         let exporter = Arc::new(HttpExporter::new(&scenario.sink)?);
         run(scenario, options, exporter, shutdown).await?

@@ -49,7 +49,10 @@ fn a_simulated_clock_far_ahead_of_the_wall_clock_is_refused() {
     };
     let s = a.scenario().unwrap();
     let e = a.options(&s, NOW).unwrap_err().to_string();
-    assert!(e.contains("--start") && e.contains("ahead of the wall clock"), "{e}");
+    assert!(
+        e.contains("--start") && e.contains("ahead of the wall clock"),
+        "{e}"
+    );
     // Real time from now never runs ahead.
     let a = LoadgenArgs {
         duration: Some("7d".into()),
@@ -69,13 +72,13 @@ fn a_simulated_clock_far_ahead_of_the_wall_clock_is_refused() {
 #[test]
 fn flags_override_the_scenario_and_add_incidents() {
     let a = LoadgenArgs {
-        scenario: Some(
-            format!("{}/scenarios/incidents.toml", env!("CARGO_MANIFEST_DIR")).into(),
-        ),
+        scenario: Some(format!("{}/scenarios/incidents.toml", env!("CARGO_MANIFEST_DIR")).into()),
         rate: Some(3.5),
         seed: Some(99),
         endpoint: Some("http://collector:4318".into()),
-        incidents: vec!["kind=error_burst,start=20m,duration=90,provider=openai,error_ratio=0.3".into()],
+        incidents: vec![
+            "kind=error_burst,start=20m,duration=90,provider=openai,error_ratio=0.3".into(),
+        ],
         ..args()
     };
     let s = a.scenario().unwrap();
@@ -91,7 +94,9 @@ fn flags_override_the_scenario_and_add_incidents() {
 
 #[test]
 fn bad_incident_flags_name_the_problem() {
-    let e = parse_incident("kind=overload,start").unwrap_err().to_string();
+    let e = parse_incident("kind=overload,start")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not key=value"), "{e}");
     let e = parse_incident("kind=overload,start=1m,duration=1m,speed=3")
         .unwrap_err()

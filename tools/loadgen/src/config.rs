@@ -321,7 +321,10 @@ impl Scenario {
         for (field, share) in [
             ("streaming_share", self.streaming_share),
             ("feedback.thumbs_rate", self.feedback.thumbs_rate),
-            ("feedback.thumbs_down_ratio", self.feedback.thumbs_down_ratio),
+            (
+                "feedback.thumbs_down_ratio",
+                self.feedback.thumbs_down_ratio,
+            ),
             ("feedback.score_rate", self.feedback.score_rate),
             ("signals.regenerate", self.signals.regenerate),
             ("signals.stop", self.signals.stop),

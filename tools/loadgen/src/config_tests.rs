@@ -77,7 +77,9 @@ fn incident_errors_name_the_incident_and_field() {
         "kind = \"ttft_regression\"\nmodel = \"gpt-5\"\nmultiplier = 2.0",
     ));
     assert!(e.contains("not one of the scenario's models"), "{e}");
-    let e = error_of(&incident("kind = \"error_burst\"\nprovider = \"openai\"\nerror_ratio = 2.0"));
+    let e = error_of(&incident(
+        "kind = \"error_burst\"\nprovider = \"openai\"\nerror_ratio = 2.0",
+    ));
     assert!(e.contains("`incident[0].error_ratio`"), "{e}");
     let e = error_of(&incident("kind = \"meltdown\""));
     assert!(e.contains("meltdown"), "{e}");
@@ -85,7 +87,10 @@ fn incident_errors_name_the_incident_and_field() {
         "duration = \"10m\"\n[[incident]]\nkind = \"regenerate_surge\"\nratio = 0.5\n\
          start = \"10m\"\nduration = \"1m\"",
     );
-    assert!(e.contains("`incident[0].start` is at or after the end"), "{e}");
+    assert!(
+        e.contains("`incident[0].start` is at or after the end"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -93,7 +98,10 @@ fn durations() {
     assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
     assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
     assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
-    assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+    assert_eq!(
+        parse_duration("7d").unwrap(),
+        Duration::from_secs(7 * 86_400)
+    );
     assert!(parse_duration("m").is_err());
     assert!(parse_duration("3w").is_err());
     let s = Scenario::from_toml("duration = 120").unwrap();

@@ -48,9 +48,12 @@ impl UnitWithMean {
     const CONCENTRATION: f64 = 8.0;
 
     pub fn new(mean: f64) -> Result<Self, LoadgenError> {
-        Beta::new(mean * Self::CONCENTRATION, (1.0 - mean) * Self::CONCENTRATION)
-            .map(Self)
-            .map_err(|e| LoadgenError::Scenario(format!("beta with mean {mean}: {e}")))
+        Beta::new(
+            mean * Self::CONCENTRATION,
+            (1.0 - mean) * Self::CONCENTRATION,
+        )
+        .map(Self)
+        .map_err(|e| LoadgenError::Scenario(format!("beta with mean {mean}: {e}")))
     }
 
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> f64 {

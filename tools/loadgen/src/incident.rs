@@ -77,11 +77,30 @@ impl IncidentConfig {
         let (model, provider, multiplier, error_ratio, ratio, rate) = match self.kind {
             K::TtftRegression => (Need::Yes, Need::No, Need::Yes, Need::No, Need::No, Need::No),
             K::ErrorBurst => (Need::No, Need::Yes, Need::No, Need::Yes, Need::No, Need::No),
-            K::ThumbsDownSurge | K::RegenerateSurge => {
-                (Need::Maybe, Need::No, Need::No, Need::No, Need::Yes, Need::No)
-            }
-            K::CostSpike => (Need::Maybe, Need::No, Need::Yes, Need::No, Need::No, Need::No),
-            K::Overload => (Need::No, Need::No, Need::Yes, Need::Yes, Need::No, Need::Maybe),
+            K::ThumbsDownSurge | K::RegenerateSurge => (
+                Need::Maybe,
+                Need::No,
+                Need::No,
+                Need::No,
+                Need::Yes,
+                Need::No,
+            ),
+            K::CostSpike => (
+                Need::Maybe,
+                Need::No,
+                Need::Yes,
+                Need::No,
+                Need::No,
+                Need::No,
+            ),
+            K::Overload => (
+                Need::No,
+                Need::No,
+                Need::Yes,
+                Need::Yes,
+                Need::No,
+                Need::Maybe,
+            ),
         };
         for (field, need, present) in [
             ("model", model, self.model.is_some()),
@@ -99,7 +118,10 @@ impl IncidentConfig {
         }
         if let Some(m) = &self.model {
             if !scenario.models.iter().any(|c| &c.name == m) {
-                return bad("model", format!("{m:?} is not one of the scenario's models"));
+                return bad(
+                    "model",
+                    format!("{m:?} is not one of the scenario's models"),
+                );
             }
         }
         if let Some(p) = &self.provider {

@@ -147,9 +147,8 @@ fn cost_spike_multiplies_input_tokens_of_calls_starting_in_the_window() {
 
 #[test]
 fn overload_slows_everything_adds_errors_and_traffic() {
-    let s = quiet(
-        "kind = \"overload\"\nmultiplier = 2.0\nerror_ratio = 0.2\nrate_multiplier = 3.0",
-    );
+    let s =
+        quiet("kind = \"overload\"\nmultiplier = 2.0\nerror_ratio = 0.2\nrate_multiplier = 3.0");
     let ttft: Vec<f64> = s.models.iter().map(|m| m.ttft_ms.mean).collect();
     let all = events(s);
     let cs = calls(&all);
@@ -190,10 +189,9 @@ fn overload_slows_everything_adds_errors_and_traffic() {
 
 #[test]
 fn schedule_effects_at_the_window_edges() {
-    let configs = quiet(
-        "kind = \"overload\"\nmultiplier = 2.0\nerror_ratio = 0.5\nrate_multiplier = 3.0",
-    )
-    .incidents;
+    let configs =
+        quiet("kind = \"overload\"\nmultiplier = 2.0\nerror_ratio = 0.5\nrate_multiplier = 3.0")
+            .incidents;
     let schedule = Schedule::new(&configs, START);
     let (start, end) = (START + 15 * MIN, START + 25 * MIN);
     assert_eq!(schedule.incidents[0].name, "overload-0");

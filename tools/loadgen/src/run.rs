@@ -133,7 +133,9 @@ pub async fn run<E: Exporter>(
     'events: for event in generator.by_ref() {
         if let Pace::Speedup(speedup) = options.pace {
             let due = started
-                + Duration::from_secs_f64(((event.time_ns() - options.start_ns) as f64 / 1e9 / speedup).max(0.0));
+                + Duration::from_secs_f64(
+                    ((event.time_ns() - options.start_ns) as f64 / 1e9 / speedup).max(0.0),
+                );
             while Instant::now() < due {
                 if last_flush.elapsed() >= flush_every {
                     if send_all(&tx, &mut batches).await.is_err() {

@@ -21,10 +21,11 @@ fn scenario() -> Scenario {
     };
     s.sink.max_spans_per_request = 200;
     s.sink.max_items_per_request = 50;
-    s.incidents = vec![crate::cli::parse_incident(
-        "kind=regenerate_surge,start=10m,duration=5m,ratio=0.5",
-    )
-    .unwrap()];
+    s.incidents =
+        vec![
+            crate::cli::parse_incident("kind=regenerate_surge,start=10m,duration=5m,ratio=0.5")
+                .unwrap(),
+        ];
     s
 }
 
@@ -144,12 +145,7 @@ async fn shutdown_stops_generating_and_sends_what_was_batched() {
         pace: Pace::Speedup(1.0),
         ground_truth: None,
     };
-    let task = tokio::spawn(run(
-        scenario(),
-        options,
-        exporter.clone(),
-        shutdown.clone(),
-    ));
+    let task = tokio::spawn(run(scenario(), options, exporter.clone(), shutdown.clone()));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     shutdown.cancel();
     let summary = task.await.unwrap().unwrap();

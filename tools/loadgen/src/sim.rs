@@ -318,7 +318,9 @@ impl Generator {
         }
         if self.rng.random::<f64>() < f.thumbs_rate {
             let t = end + self.reaction_ns();
-            let down = self.schedule.thumbs_down_ratio(t, &model, f.thumbs_down_ratio);
+            let down = self
+                .schedule
+                .thumbs_down_ratio(t, &model, f.thumbs_down_ratio);
             let up = self.rng.random::<f64>() >= down;
             let item = self.feedback(call, t, "thumbs", up.into(), "human");
             self.push(t, Action::Emit(Event::Feedback(item)));
@@ -339,7 +341,8 @@ impl Generator {
         }
         if self.rng.random::<f64>() < s.edit {
             let mut signal = self.signal(call, t, "edit");
-            signal.edit_ratio = Some((self.rng.random_range(0.02..0.6) * 1000.0_f64).round() / 1000.0);
+            signal.edit_ratio =
+                Some((self.rng.random_range(0.02..0.6) * 1000.0_f64).round() / 1000.0);
             self.push(t, Action::Emit(Event::Signal(signal)));
         }
         if self.rng.random::<f64>() < s.abandon {
@@ -445,7 +448,13 @@ pub fn expected_calls_per_conversation(s: &Scenario) -> f64 {
     let error: f64 = s
         .models
         .iter()
-        .map(|m| m.weight / total * s.provider_error_rate.get(&m.provider).copied().unwrap_or(0.0))
+        .map(|m| {
+            m.weight / total
+                * s.provider_error_rate
+                    .get(&m.provider)
+                    .copied()
+                    .unwrap_or(0.0)
+        })
         .sum();
     let retry = s.signals.retry_after_error;
     let regen = s.signals.regenerate.min(0.95);

@@ -108,7 +108,12 @@ fn models_streaming_and_errors_follow_the_configuration() {
             .filter(|c| matches!(c.outcome, Outcome::Failed { .. }))
             .count();
         let base = s.provider_error_rate[&m.provider];
-        close(ratio(failed, of.len()), base, 0.004, &format!("{} errors", m.name));
+        close(
+            ratio(failed, of.len()),
+            base,
+            0.004,
+            &format!("{} errors", m.name),
+        );
     }
     let streaming = cs.iter().filter(|c| c.streaming).count();
     close(ratio(streaming, cs.len()), 0.7, 0.03, "streaming share");
@@ -142,7 +147,12 @@ fn latencies_and_tokens_have_the_configured_means() {
         let input = mean(first.iter().map(|c| c.input_tokens as f64).collect());
         let mean_in = m.input_tokens.mean;
         close(input, mean_in, mean_in * 0.06, "input tokens");
-        let output = mean(answered.iter().map(|c| c.output_tokens.unwrap() as f64).collect());
+        let output = mean(
+            answered
+                .iter()
+                .map(|c| c.output_tokens.unwrap() as f64)
+                .collect(),
+        );
         let mean_out = m.output_tokens.mean;
         close(output, mean_out, mean_out * 0.04, "output tokens");
         assert!(answered.iter().all(|c| c.streaming == c.ttft_ms.is_some()));
@@ -174,10 +184,20 @@ fn feedback_and_signals_follow_their_base_rates() {
     close(ratio(scores.len(), answered), 0.2, 0.01, "score rate");
     let mean_score = scores.iter().filter_map(|v| v.as_f64()).sum::<f64>() / scores.len() as f64;
     close(mean_score, 0.8, 0.01, "mean score");
-    close(ratio(signals["regenerate"], answered), 0.04, 0.004, "regenerate");
+    close(
+        ratio(signals["regenerate"], answered),
+        0.04,
+        0.004,
+        "regenerate",
+    );
     close(ratio(signals["copy"], answered), 0.1 * 0.96, 0.01, "copy");
     close(ratio(signals["edit"], answered), 0.02 * 0.96, 0.003, "edit");
-    close(ratio(signals["abandon"], answered), 0.05 * 0.96, 0.004, "abandon");
+    close(
+        ratio(signals["abandon"], answered),
+        0.05 * 0.96,
+        0.004,
+        "abandon",
+    );
     let streamed = cs.iter().filter(|c| c.streaming).count();
     let stopped = cs.iter().filter(|c| c.outcome == Outcome::Stopped).count();
     assert_eq!(signals["stop"], stopped);

@@ -109,7 +109,11 @@ fn a_stopped_stream_has_no_finish_reason_and_a_failed_call_an_error() {
         &call(Outcome::Stopped, Some(20), Some(450.0), 678),
         &ctx(&models),
     );
-    let keys: Vec<&str> = stopped.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    let keys: Vec<&str> = stopped
+        .attributes
+        .iter()
+        .map(|kv| kv.key.as_str())
+        .collect();
     assert!(!keys.contains(&"gen_ai.response.finish_reasons"));
     assert!(keys.contains(&"gen_ai.usage.output_tokens"));
     let output = stopped
@@ -166,7 +170,10 @@ fn a_request_has_the_app_span_around_each_call_in_one_resource() {
     assert!(app.end_time_unix_nano > model.end_time_unix_nano);
     assert!(attributes(app).contains(&"http.response.status_code = int 200".to_string()));
     assert!(attributes(&spans[2]).contains(&"http.response.status_code = int 502".to_string()));
-    assert_eq!(spans[2].status.as_ref().unwrap().code, StatusCode::Error as i32);
+    assert_eq!(
+        spans[2].status.as_ref().unwrap().code,
+        StatusCode::Error as i32
+    );
     let without = SpanContext {
         app_spans: false,
         capture_content: false,

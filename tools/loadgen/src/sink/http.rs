@@ -208,7 +208,8 @@ mod tests {
 
     #[test]
     fn feedback_400_with_item_results_stores_the_valid_ones() {
-        let body = br#"{"accepted":1,"rejected":1,"items":[{"index":0,"id":"a","status":"accepted"},
+        let body =
+            br#"{"accepted":1,"rejected":1,"items":[{"index":0,"id":"a","status":"accepted"},
             {"index":1,"status":"rejected","error":{"field":"trace_id","message":"32 hex"}}]}"#;
         let d = classify(&request(Kind::Feedback, 2), StatusCode::BAD_REQUEST, body);
         assert_eq!((d.accepted, d.refused), (1, 1));
