@@ -60,7 +60,7 @@ enum Command {
     CheckConfig,
     /// Send realistic LLM traffic (spans, feedback, signals) with scheduled incidents to the
     /// collector, in real time or on a simulated clock (tools/loadgen).
-    Loadgen(flywheel_loadgen::LoadgenArgs),
+    Loadgen(Box<flywheel_loadgen::LoadgenArgs>),
     /// Count the messages (and with --decode the spans) on a span topic.
     TopicStats {
         /// Topic to read; defaults to the collector's spans topic.
@@ -126,7 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Loadgen(args) => runtime.block_on(async {
             let summary =
-                flywheel_loadgen::cli::main(args, flywheel_telemetry::shutdown_signal()).await?;
+                flywheel_loadgen::cli::main(*args, flywheel_telemetry::shutdown_signal()).await?;
             match summary.refused() {
                 0 => Ok(()),
                 n => anyhow::bail!("{n} items were refused by the collector (see above)"),

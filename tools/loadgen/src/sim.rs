@@ -61,7 +61,7 @@ enum Action {
         conversation: Box<Conversation>,
         repeat: bool,
     },
-    Emit(Event),
+    Emit(Box<Event>),
 }
 
 #[derive(Debug)]
@@ -287,7 +287,7 @@ impl Generator {
         let end = call.end_ns;
         let stopped = call.outcome == Outcome::Stopped;
         self.follow_up(&call, conv, failed, stopped);
-        self.push(end, Action::Emit(Event::Call(Box::new(call))));
+        self.emit(end, Event::Call(Box::new(call)));
     }
 
     /// The user's and evaluator's reactions to a call, and the conversation's next call.
@@ -308,13 +308,13 @@ impl Generator {
             let mut signal = self.signal(call, end, "stop");
             signal.tokens_received = call.output_tokens;
             signal.ms_since_start = Some(ms);
-            self.push(end, Action::Emit(Event::Signal(signal)));
+            self.emit(end, Event::Signal(signal));
         }
         if self.rng.random::<f64>() < f.score_rate {
             let t = end + secs_to_ns(self.rng.random_range(1.0..5.0));
             let value = (self.score.sample(&mut self.rng) * 1000.0).round() / 1000.0;
             let item = self.feedback(call, t, "score", value.into(), "model");
-            self.push(t, Action::Emit(Event::Feedback(item)));
+            self.emit(t, Event::Feedback(item));
         }
         if self.rng.random::<f64>() < f.thumbs_rate {
             let t = end + self.reaction_ns();
@@ -323,31 +323,31 @@ impl Generator {
                 .thumbs_down_ratio(t, &model, f.thumbs_down_ratio);
             let up = self.rng.random::<f64>() >= down;
             let item = self.feedback(call, t, "thumbs", up.into(), "human");
-            self.push(t, Action::Emit(Event::Feedback(item)));
+            self.emit(t, Event::Feedback(item));
         }
         let t = end + self.reaction_ns();
         let regenerate = self.schedule.regenerate_ratio(t, &model, s.regenerate);
         if self.rng.random::<f64>() < regenerate {
             if s.explicit_regenerate_stop {
                 let signal = self.signal(call, t, "regenerate");
-                self.push(t, Action::Emit(Event::Signal(signal)));
+                self.emit(t, Event::Signal(signal));
             }
             self.push_call(t, conv, true);
             return;
         }
         if self.rng.random::<f64>() < s.copy {
             let signal = self.signal(call, t, "copy");
-            self.push(t, Action::Emit(Event::Signal(signal)));
+            self.emit(t, Event::Signal(signal));
         }
         if self.rng.random::<f64>() < s.edit {
             let mut signal = self.signal(call, t, "edit");
             signal.edit_ratio =
                 Some((self.rng.random_range(0.02..0.6) * 1000.0_f64).round() / 1000.0);
-            self.push(t, Action::Emit(Event::Signal(signal)));
+            self.emit(t, Event::Signal(signal));
         }
         if self.rng.random::<f64>() < s.abandon {
             let signal = self.signal(call, t, "abandon");
-            self.push(t, Action::Emit(Event::Signal(signal)));
+            self.emit(t, Event::Signal(signal));
             return;
         }
         conv.turns_left = conv.turns_left.saturating_sub(1);
@@ -356,6 +356,10 @@ impl Generator {
             let think = secs_to_ns(self.think.sample(&mut self.rng));
             self.push_call(end + think, conv, false);
         }
+    }
+
+    fn emit(&mut self, t: i64, event: Event) {
+        self.push(t, Action::Emit(Box::new(event)));
     }
 
     fn push_call(&mut self, t: i64, conversation: Conversation, repeat: bool) {
@@ -433,7 +437,7 @@ impl Iterator for Generator {
                     conversation,
                     repeat,
                 } => self.call(p.t, *conversation, repeat),
-                Action::Emit(event) => return Some(event),
+                Action::Emit(event) => return Some(*event),
             }
         }
         None
