@@ -1,0 +1,12 @@
+//! Flywheel detector core.
+
+pub mod slo;
+
+/// The dimensions an SLI is computed per.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SliKey {
+    pub project: String,
+    pub service: String,
+    pub model: String,
+    pub operation: String,
+}
