@@ -1,6 +1,7 @@
 //! Flywheel detector core.
 
 pub mod slo;
+pub mod window;
 
 /// The dimensions an SLI is computed per.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
