@@ -2,6 +2,7 @@
 
 pub mod slo;
 pub mod window;
+pub mod burn;
 
 /// The dimensions an SLI is computed per.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
