@@ -3,6 +3,7 @@
 pub mod slo;
 pub mod window;
 pub mod burn;
+pub mod cost;
 
 /// The dimensions an SLI is computed per.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

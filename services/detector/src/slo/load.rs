@@ -265,11 +265,11 @@ fn validate_cost(c: &At<CostPolicy>, p: &str) -> Result<(), Violation> {
             if ch.baseline.as_millis() / ch.interval.as_millis() < 10 {
                 return Err(at(ch, f, "baseline must span at least 10 intervals"));
             }
-            if !(ch.z_threshold > 0.0 && ch.min_relative_change >= 0.0 && ch.consecutive >= 1) {
+            if !(ch.allowance >= 0.0 && ch.decision > 0.0 && ch.min_relative_change >= 0.0) {
                 return Err(at(
                     ch,
                     f,
-                    "z_threshold must be positive, min_relative_change >= 0, consecutive >= 1",
+                    "allowance and min_relative_change must be >= 0, decision positive",
                 ));
             }
         }

@@ -324,7 +324,8 @@ pub enum CostMetric {
     TokensPerCall,
 }
 
-/// Change detection on per-interval means against a trailing baseline (see `cost::ChangeDetector`).
+/// Change detection on per-interval means against a trailing baseline: a one-sided CUSUM of
+/// robust z-scores (see `cost::ChangeDetector`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChangePolicy {
@@ -333,13 +334,13 @@ pub struct ChangePolicy {
     pub interval: Dur,
     /// Trailing baseline the observation is compared with.
     pub baseline: Dur,
-    /// Robust z-score (on the log of the mean) an interval must exceed.
-    pub z_threshold: f64,
-    /// Consecutive intervals over the threshold before alerting.
-    pub consecutive: u32,
-    /// ... and the relative change must be at least this (0.2: +-20%).
+    /// CUSUM allowance `k`: z-scores up to this are noise and drain the sum.
+    pub allowance: f64,
+    /// CUSUM decision threshold `h`: alert when the sum exceeds it.
+    pub decision: f64,
+    /// ... and the mean since the sum started rising moved by at least this (0.2: +20%).
     pub min_relative_change: f64,
-    /// Intervals with fewer calls are skipped.
+    /// Quiet intervals are pooled until they hold this many calls.
     pub min_calls: u64,
 }
 
@@ -349,8 +350,8 @@ impl Default for ChangePolicy {
             metric: CostMetric::CostPerCall,
             interval: Dur::mins(1),
             baseline: Dur::hours(6),
-            z_threshold: 5.0,
-            consecutive: 3,
+            allowance: 1.5,
+            decision: 8.0,
             min_relative_change: 0.2,
             min_calls: 20,
         }
