@@ -8,7 +8,10 @@ use flywheel_detector::cost::ChangeDetector;
 use flywheel_detector::slo::{ChangePolicy, CostMetric};
 
 fn main() {
-    let weeks: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let weeks: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20);
     let traffic = Traffic::default();
     println!(
         "clean traffic: {weeks} simulated weeks per row, 1-min intervals, {} calls/min at peak \
@@ -23,8 +26,19 @@ fn main() {
         "metric", "k", "h", "judged", "z>4", "alert minutes", "alerts", "alerts/week"
     );
     for metric in [CostMetric::CostPerCall, CostMetric::TokensPerCall] {
-        for (k, h) in [(1.0, 5.0), (1.0, 10.0), (1.5, 8.0), (1.5, 10.0), (2.0, 10.0)] {
-            let p = ChangePolicy { metric, allowance: k, decision: h, ..ChangePolicy::default() };
+        for (k, h) in [
+            (1.0, 5.0),
+            (1.0, 10.0),
+            (1.5, 8.0),
+            (1.5, 10.0),
+            (2.0, 10.0),
+        ] {
+            let p = ChangePolicy {
+                metric,
+                allowance: k,
+                decision: h,
+                ..ChangePolicy::default()
+            };
             let mut total = synthetic::FalsePositives::default();
             for seed in 0..weeks {
                 let fp = synthetic::false_positives(&p, &traffic, 1000 + seed, 7 * 1440);
@@ -40,7 +54,11 @@ fn main() {
                 h,
                 total.judged,
                 total.outliers,
-                format!("{} ({:.4}%)", total.alerting, 100.0 * total.alerting as f64 / total.judged as f64),
+                format!(
+                    "{} ({:.4}%)",
+                    total.alerting,
+                    100.0 * total.alerting as f64 / total.judged as f64
+                ),
                 total.alerts,
                 total.alerts as f64 / weeks as f64
             );
@@ -59,8 +77,12 @@ fn main() {
             let start = 1440 + (seed * 97) % 1440;
             let mut detected = None;
             for m in 0..start + 120 {
-                let i = synthetic::interval(&mut rng, &traffic, m, if m >= start { mult } else { 1.0 });
-                if d.observe(i.calls, i.cost_usd).is_some_and(|v| v.alert) && detected.is_none() && m >= start {
+                let i =
+                    synthetic::interval(&mut rng, &traffic, m, if m >= start { mult } else { 1.0 });
+                if d.observe(i.calls, i.cost_usd).is_some_and(|v| v.alert)
+                    && detected.is_none()
+                    && m >= start
+                {
                     detected = Some(m - start);
                 }
             }

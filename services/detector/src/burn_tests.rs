@@ -11,17 +11,29 @@ fn close(a: f64, b: f64) -> bool {
 #[test]
 fn burn_rate_and_budget_by_hand() {
     // 99.9%: budget 0.001. 50 bad of 10,000 = 0.005 -> burn 0.005 / 0.001 = 5.
-    assert!(close(burn_rate(Counts::new(50, 10_000), o(0.999)).unwrap(), 5.0));
+    assert!(close(
+        burn_rate(Counts::new(50, 10_000), o(0.999)).unwrap(),
+        5.0
+    ));
     // 99%: 144 bad of 1,000 = 0.144 -> 14.4, exactly the workbook's fast-burn factor.
-    assert!(close(burn_rate(Counts::new(144, 1_000), o(0.99)).unwrap(), 14.4));
+    assert!(close(
+        burn_rate(Counts::new(144, 1_000), o(0.99)).unwrap(),
+        14.4
+    ));
     // No bad: 0; no traffic: no burn rate at all.
     assert_eq!(burn_rate(Counts::new(0, 10), o(0.99)), Some(0.0));
     assert_eq!(burn_rate(Counts::default(), o(0.99)), None);
 
     // 30-day period, 99.9%: 1,000,000 calls allow 1,000 bad. 250 bad -> 75% left.
-    assert!(close(budget_remaining(Counts::new(250, 1_000_000), o(0.999)), 0.75));
+    assert!(close(
+        budget_remaining(Counts::new(250, 1_000_000), o(0.999)),
+        0.75
+    ));
     // 3,000 bad -> spent three budgets: -2.
-    assert!(close(budget_remaining(Counts::new(3_000, 1_000_000), o(0.999)), -2.0));
+    assert!(close(
+        budget_remaining(Counts::new(3_000, 1_000_000), o(0.999)),
+        -2.0
+    ));
     // No traffic: untouched.
     assert_eq!(budget_remaining(Counts::default(), o(0.999)), 1.0);
 }
@@ -34,7 +46,7 @@ fn page_1h() -> BurnWindow {
 fn a_rule_needs_both_windows_over_the_factor() {
     let w = page_1h(); // 1 h / 5 m, 14.4x
     let obj = o(0.99); // threshold ratio 14.4 * 0.01 = 0.144
-    // Long 150/1000 = 0.15 -> 15; short 20/100 = 0.2 -> 20: both > 14.4.
+                       // Long 150/1000 = 0.15 -> 15; short 20/100 = 0.2 -> 20: both > 14.4.
     let e = evaluate_rule(&w, Counts::new(150, 1000), Counts::new(20, 100), obj, 1);
     assert!(e.breaching);
     assert!(close(e.long_burn.unwrap(), 15.0) && close(e.short_burn.unwrap(), 20.0));
@@ -80,32 +92,59 @@ fn evaluate_asks_for_each_rules_windows() {
 #[test]
 fn minimum_detection_time_of_a_step_incident_by_hand() {
     let policy = AlertPolicy::default();
-    let inc = StepIncident { bad_ratio: 0.1, baseline_ratio: 0.0 };
+    let inc = StepIncident {
+        bad_ratio: 0.1,
+        baseline_ratio: 0.0,
+    };
     // 99.9%, 10% errors (burn 100). 1 h rule: threshold 14.4 * 0.001 = 0.0144; the long window
     // crosses it after 3600 * 0.0144 / 0.1 = 518.4 s (the workbook's "detection time" for this
     // case), the 5 m window after 300 * 0.144 = 43.2 s: the rule fires at 518.4 s.
     let w = &policy.windows;
-    assert!(close(rule_detection_time(&w[0], o(0.999), inc).unwrap(), 518.4));
+    assert!(close(
+        rule_detection_time(&w[0], o(0.999), inc).unwrap(),
+        518.4
+    ));
     // 6 h rule: 21600 * 0.006 / 0.1 = 1296 s. 3 d rule: 259200 * 0.001 / 0.1 = 2592 s.
-    assert!(close(rule_detection_time(&w[1], o(0.999), inc).unwrap(), 1296.0));
-    assert!(close(rule_detection_time(&w[2], o(0.999), inc).unwrap(), 2592.0));
+    assert!(close(
+        rule_detection_time(&w[1], o(0.999), inc).unwrap(),
+        1296.0
+    ));
+    assert!(close(
+        rule_detection_time(&w[2], o(0.999), inc).unwrap(),
+        2592.0
+    ));
     let (t, sev) = min_detection_time(&policy, o(0.999), inc).unwrap();
     assert!(close(t, 518.4));
     assert_eq!(sev, Severity::Page);
 
     // A baseline of 0.05% errors shortens it: 3600 * (0.0144 - 0.0005) / (0.1 - 0.0005)
     // = 3600 * 0.0139 / 0.0995 = 502.91... s.
-    let with_base = StepIncident { bad_ratio: 0.1, baseline_ratio: 0.0005 };
-    assert!(close(min_detection_time(&policy, o(0.999), with_base).unwrap().0, 3600.0 * 0.0139 / 0.0995));
+    let with_base = StepIncident {
+        bad_ratio: 0.1,
+        baseline_ratio: 0.0005,
+    };
+    assert!(close(
+        min_detection_time(&policy, o(0.999), with_base).unwrap().0,
+        3600.0 * 0.0139 / 0.0995
+    ));
 
     // 0.8% errors (burn 8): the 14.4x rule never fires; 6x fires after 21600 * 0.006 / 0.008
     // = 16200 s (4.5 h); the 1x ticket after 259200 * 0.001 / 0.008 = 32400 s.
-    let slow = StepIncident { bad_ratio: 0.008, baseline_ratio: 0.0 };
+    let slow = StepIncident {
+        bad_ratio: 0.008,
+        baseline_ratio: 0.0,
+    };
     assert_eq!(rule_detection_time(&w[0], o(0.999), slow), None);
-    assert_eq!(min_detection_time(&policy, o(0.999), slow).map(|(t, s)| (t.round(), s)), Some((16200.0, Severity::Page)));
+    assert_eq!(
+        min_detection_time(&policy, o(0.999), slow).map(|(t, s)| (t.round(), s)),
+        Some((16200.0, Severity::Page))
+    );
 
     // 0.05% errors (burn 0.5): nothing ever fires.
-    let tiny = StepIncident { bad_ratio: 0.0005, baseline_ratio: 0.0 };
+    let tiny = StepIncident {
+        bad_ratio: 0.0005,
+        baseline_ratio: 0.0,
+    };
     assert_eq!(min_detection_time(&policy, o(0.999), tiny), None);
 }
 

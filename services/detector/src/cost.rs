@@ -54,7 +54,12 @@ pub fn period_bounds(period: BudgetPeriod, now_ms: i64) -> (i64, i64) {
             (first, next.unwrap_or(first))
         }
     };
-    let ms = |d: NaiveDate| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_millis();
+    let ms = |d: NaiveDate| {
+        d.and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc()
+            .timestamp_millis()
+    };
     (ms(start), ms(end))
 }
 

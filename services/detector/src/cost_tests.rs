@@ -9,7 +9,10 @@ const NOON: i64 = 1_795_867_200_000;
 
 #[test]
 fn period_bounds_are_utc_days_and_months() {
-    assert_eq!(period_bounds(BudgetPeriod::Day, NOON), (NOON - 12 * HOUR, NOON + 12 * HOUR));
+    assert_eq!(
+        period_bounds(BudgetPeriod::Day, NOON),
+        (NOON - 12 * HOUR, NOON + 12 * HOUR)
+    );
     // November has 30 days: from Nov 1 00:00 to Dec 1 00:00.
     let (s, e) = period_bounds(BudgetPeriod::Month, NOON);
     assert_eq!(s, NOON - (27 * 24 + 12) * HOUR);
@@ -22,7 +25,12 @@ fn period_bounds_are_utc_days_and_months() {
 
 #[test]
 fn spend_projection_by_hand() {
-    let p = SpendPolicy { period: BudgetPeriod::Day, budget_usd: 500.0, lookback: Dur::hours(1), alert_at: 1.0 };
+    let p = SpendPolicy {
+        period: BudgetPeriod::Day,
+        budget_usd: 500.0,
+        lookback: Dur::hours(1),
+        alert_at: 1.0,
+    };
     // Noon: $300 spent today, $30 in the last hour -> $30/h for 12 more hours -> 300 + 360 = 660.
     let s = project_spend(&p, NOON, 300.0, 30.0);
     assert!((s.rate_usd_per_hour - 30.0).abs() < 1e-9);
@@ -32,13 +40,27 @@ fn spend_projection_by_hand() {
     // $10 in the last hour: 300 + 120 = 420 < 500.
     assert!(!project_spend(&p, NOON, 300.0, 10.0).alert);
     // alert_at 0.8: 420 > 400.
-    assert!(project_spend(&SpendPolicy { alert_at: 0.8, ..p.clone() }, NOON, 300.0, 10.0).alert);
+    assert!(
+        project_spend(
+            &SpendPolicy {
+                alert_at: 0.8,
+                ..p.clone()
+            },
+            NOON,
+            300.0,
+            10.0
+        )
+        .alert
+    );
     // Already over budget with no current spend: still alerts.
     assert!(project_spend(&p, NOON, 501.0, 0.0).alert);
 }
 
 fn policy(metric: CostMetric) -> ChangePolicy {
-    ChangePolicy { metric, ..ChangePolicy::default() }
+    ChangePolicy {
+        metric,
+        ..ChangePolicy::default()
+    }
 }
 
 /// 10 warm-up + 45 judged intervals of 100 calls with means cycling through $0.0100, $0.0101,

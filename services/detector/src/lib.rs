@@ -1,9 +1,10 @@
 //! Flywheel detector core.
 
-pub mod slo;
-pub mod window;
+pub mod alert;
 pub mod burn;
 pub mod cost;
+pub mod slo;
+pub mod window;
 
 /// The dimensions an SLI is computed per.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -28,7 +28,10 @@ use crate::slo::Dur;
 
 /// What one bucket holds. Integer fields only, so that sums and merges are exact and
 /// associative (cost is counted in micro-dollars).
-pub trait Cell: Copy + Default + PartialEq + Debug + Add<Output = Self> + Sub<Output = Self> {}
+pub trait Cell:
+    Copy + Default + PartialEq + Debug + Add<Output = Self> + Sub<Output = Self>
+{
+}
 
 /// Bad and total events of a ratio SLI.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -242,7 +245,8 @@ impl<K: Hash + Eq + Clone, C: Cell> WindowStore<K, C> {
 
     /// Largest event time seen minus the lateness; `None` before the first event.
     pub fn watermark(&self) -> Option<i64> {
-        self.max_ts.map(|m| m - self.cfg.lateness.as_millis() as i64)
+        self.max_ts
+            .map(|m| m - self.cfg.lateness.as_millis() as i64)
     }
 
     /// Largest event time seen.
@@ -266,7 +270,10 @@ impl<K: Hash + Eq + Clone, C: Cell> WindowStore<K, C> {
             return Outcome::Overflow;
         }
         self.advance_to(ts_ms);
-        let (f, c) = (ts_ms.div_euclid(self.fine_ms), ts_ms.div_euclid(self.coarse_ms));
+        let (f, c) = (
+            ts_ms.div_euclid(self.fine_ms),
+            ts_ms.div_euclid(self.coarse_ms),
+        );
         let (fl, cl) = (self.fine_len, self.coarse_len);
         let s = self.series.entry(key.clone()).or_insert_with(|| Series {
             fine: Ring::new(fl, f),
@@ -341,8 +348,9 @@ impl<K: Hash + Eq + Clone, C: Cell> WindowStore<K, C> {
     /// Drops keys with nothing inside the longest window any more.
     pub fn evict_idle(&mut self) -> usize {
         let Some(max) = self.max_ts else { return 0 };
-        let horizon = (max - self.cfg.max_window.as_millis() as i64 - self.cfg.lateness.as_millis() as i64)
-            .div_euclid(self.coarse_ms);
+        let horizon =
+            (max - self.cfg.max_window.as_millis() as i64 - self.cfg.lateness.as_millis() as i64)
+                .div_euclid(self.coarse_ms);
         let before = self.series.len();
         self.series.retain(|_, s| s.coarse.head >= horizon);
         before - self.series.len()

@@ -21,7 +21,10 @@ fn sums_over_fine_and_coarse_windows_by_hand() {
     let mut w: WindowStore<&str> = WindowStore::new(small()).unwrap();
     // One event a second for 20 minutes (t = 0 .. 1199 s); every 4th is bad.
     for t in 0..1200 {
-        assert_eq!(w.record(&"k", t * S, Counts::one(t % 4 == 0)), Outcome::Counted);
+        assert_eq!(
+            w.record(&"k", t * S, Counts::one(t % 4 == 0)),
+            Outcome::Counted
+        );
     }
     // Watermark = 1199 - 20 = 1179 s; closed buckets end at 1170 s.
     assert_eq!(w.watermark(), Some(1179 * S));
@@ -60,7 +63,11 @@ fn late_events_are_refused_and_counted() {
 
 #[test]
 fn keys_beyond_the_cap_overflow_and_idle_keys_are_evicted() {
-    let mut w: WindowStore<u32> = WindowStore::new(WindowConfig { max_keys: 2, ..small() }).unwrap();
+    let mut w: WindowStore<u32> = WindowStore::new(WindowConfig {
+        max_keys: 2,
+        ..small()
+    })
+    .unwrap();
     assert_eq!(w.record(&1, 0, Counts::one(false)), Outcome::Counted);
     assert_eq!(w.record(&2, 0, Counts::one(false)), Outcome::Counted);
     assert_eq!(w.record(&3, 0, Counts::one(false)), Outcome::Overflow);
@@ -73,7 +80,10 @@ fn keys_beyond_the_cap_overflow_and_idle_keys_are_evicted() {
     w.record(&1, 32 * 60 * S, Counts::one(false));
     assert_eq!(w.evict_idle(), 1);
     assert_eq!(w.keys().copied().collect::<Vec<_>>(), [1]);
-    assert_eq!(w.record(&3, 32 * 60 * S, Counts::one(false)), Outcome::Counted);
+    assert_eq!(
+        w.record(&3, 32 * 60 * S, Counts::one(false)),
+        Outcome::Counted
+    );
 }
 
 #[test]
@@ -81,14 +91,23 @@ fn memory_per_key_is_bounded_by_the_two_resolutions() {
     let w: WindowStore<u32> = WindowStore::new(WindowConfig::default()).unwrap();
     // 6 h + 5 min + 30 s of 10 s buckets, 3 d + 30 s of 5 min buckets.
     assert_eq!((w.fine_len, w.coarse_len), (2195, 867));
-    assert!(WindowStore::<u32>::new(WindowConfig { coarse_bucket: Dur::secs(15), ..small() }).is_err());
+    assert!(WindowStore::<u32>::new(WindowConfig {
+        coarse_bucket: Dur::secs(15),
+        ..small()
+    })
+    .is_err());
 }
 
 /// Events whose times never fall behind the running maximum by more than the lateness, so a
 /// single instance refuses none of them. Includes jumps of up to an hour (ring eviction).
 fn events() -> impl Strategy<Value = Vec<(u8, i64, bool)>> {
     prop::collection::vec(
-        (0u8..4, prop_oneof![8 => 0i64..15_000, 1 => 0i64..3_600_000], 0i64..=20_000, any::<bool>()),
+        (
+            0u8..4,
+            prop_oneof![8 => 0i64..15_000, 1 => 0i64..3_600_000],
+            0i64..=20_000,
+            any::<bool>(),
+        ),
         1..400,
     )
     .prop_map(|v| {
@@ -103,7 +122,14 @@ fn events() -> impl Strategy<Value = Vec<(u8, i64, bool)>> {
 }
 
 fn windows() -> [Dur; 6] {
-    [Dur::secs(10), Dur::mins(1), Dur::mins(5), Dur::mins(7), Dur::mins(20), Dur::mins(30)]
+    [
+        Dur::secs(10),
+        Dur::mins(1),
+        Dur::mins(5),
+        Dur::mins(7),
+        Dur::mins(20),
+        Dur::mins(30),
+    ]
 }
 
 proptest! {
@@ -159,6 +185,10 @@ proptest! {
 #[test]
 fn merge_refuses_another_config() {
     let mut a: WindowStore<u8> = WindowStore::new(small()).unwrap();
-    let b: WindowStore<u8> = WindowStore::new(WindowConfig { lateness: Dur::secs(1), ..small() }).unwrap();
+    let b: WindowStore<u8> = WindowStore::new(WindowConfig {
+        lateness: Dur::secs(1),
+        ..small()
+    })
+    .unwrap();
     assert_eq!(a.merge(&b), Err(WindowError::ConfigMismatch));
 }

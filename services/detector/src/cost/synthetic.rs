@@ -49,12 +49,20 @@ pub struct Interval {
 }
 
 /// Minute `minute` of clean traffic; `input_multiplier` > 1 injects a prompt-length blow-up.
-pub fn interval(rng: &mut fastrand::Rng, t: &Traffic, minute: u64, input_multiplier: f64) -> Interval {
+pub fn interval(
+    rng: &mut fastrand::Rng,
+    t: &Traffic,
+    minute: u64,
+    input_multiplier: f64,
+) -> Interval {
     let day = std::f64::consts::TAU * (minute % 1440) as f64 / 1440.0;
     let rate = t.peak_calls_per_min * (0.55 - 0.45 * day.cos());
     let drift = 1.0 + t.drift * (day + 1.0).sin();
     let calls = poisson(rng, rate);
-    let mut out = Interval { calls, ..Interval::default() };
+    let mut out = Interval {
+        calls,
+        ..Interval::default()
+    };
     for _ in 0..calls {
         let mut tin = lognormal(rng, t.median_in * drift * input_multiplier, t.sigma_in);
         if rng.f64() < t.long_context {
@@ -123,7 +131,9 @@ pub fn false_positives(
             crate::slo::CostMetric::CostPerCall => i.cost_usd,
             crate::slo::CostMetric::TokensPerCall => i.tokens,
         };
-        let Some(v) = d.observe(i.calls, sum) else { continue };
+        let Some(v) = d.observe(i.calls, sum) else {
+            continue;
+        };
         fp.judged += 1;
         fp.outliers += u64::from(v.z > Z_CAP);
         fp.alerting += u64::from(v.alert);

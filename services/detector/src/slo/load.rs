@@ -55,25 +55,30 @@ pub fn parse(text: &str) -> Result<SloFile, SloFileError> {
 fn parse_from(text: &str, origin: &str) -> Result<SloFile, SloFileError> {
     let mut field = String::new();
     let options = serde_saphyr::options! { with_snippet: false };
-    let file: SloFile = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            field = clean_path(&e.path().to_string());
-            e.into_inner()
+    let file: SloFile =
+        serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                field = clean_path(&e.path().to_string());
+                e.into_inner()
+            })
         })
-    })
-    .map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
-        SloFileError::Invalid {
-            origin: origin.to_string(),
-            line,
-            column,
-            field: if field.is_empty() { "(file)".into() } else { field.clone() },
-            message: plain_message(&e),
-        }
-    })?;
+        .map_err(|e| {
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((0, 0));
+            SloFileError::Invalid {
+                origin: origin.to_string(),
+                line,
+                column,
+                field: if field.is_empty() {
+                    "(file)".into()
+                } else {
+                    field.clone()
+                },
+                message: plain_message(&e),
+            }
+        })?;
     validate(&file).map_err(|v| SloFileError::Invalid {
         origin: origin.to_string(),
         line: v.line,
@@ -123,8 +128,7 @@ fn at<T>(a: &At<T>, field: String, message: impl Into<String>) -> Violation {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'))
 }
 
@@ -152,11 +156,18 @@ fn check_name<'a>(
         return Err(at(
             name,
             field.into(),
-            format!("`{}`: names are 1 to 128 of a-z, 0-9, '_', '.', '-'", name.value),
+            format!(
+                "`{}`: names are 1 to 128 of a-z, 0-9, '_', '.', '-'",
+                name.value
+            ),
         ));
     }
     if !seen.insert(name.as_str()) {
-        return Err(at(name, field.into(), format!("`{}` is used twice", name.value)));
+        return Err(at(
+            name,
+            field.into(),
+            format!("`{}` is used twice", name.value),
+        ));
     }
     Ok(())
 }
@@ -174,7 +185,11 @@ fn validate_slo(slo: &At<Slo>, p: &str) -> Result<(), Violation> {
             ));
         }
         Sli::NegativeFeedback(f) if f.name.trim().is_empty() => {
-            return Err(at(&f.name, format!("{p}.sli.negative_feedback.name"), "is empty"));
+            return Err(at(
+                &f.name,
+                format!("{p}.sli.negative_feedback.name"),
+                "is empty",
+            ));
         }
         Sli::NegativeFeedback(f) => {
             if let super::Negative::Labels(l) = &f.negative {
@@ -195,8 +210,16 @@ fn validate_slo(slo: &At<Slo>, p: &str) -> Result<(), Violation> {
                     "needs at least one of duration, ttft, tpot",
                 ));
             }
-            if [g.duration, g.ttft, g.tpot].iter().flatten().any(|d| d.0.is_zero()) {
-                return Err(at(g, format!("{p}.sli.goodput"), "thresholds must be positive"));
+            if [g.duration, g.ttft, g.tpot]
+                .iter()
+                .flatten()
+                .any(|d| d.0.is_zero())
+            {
+                return Err(at(
+                    g,
+                    format!("{p}.sli.goodput"),
+                    "thresholds must be positive",
+                ));
             }
         }
         _ => {}
@@ -211,11 +234,18 @@ fn validate_slo(slo: &At<Slo>, p: &str) -> Result<(), Violation> {
             return Err(at(
                 w,
                 f,
-                format!("short window {} must be positive and shorter than the long window {}", w.short, w.long),
+                format!(
+                    "short window {} must be positive and shorter than the long window {}",
+                    w.short, w.long
+                ),
             ));
         }
         if !(w.burn_rate.is_finite() && w.burn_rate > 0.0) {
-            return Err(at(w, f, format!("burn_rate {} must be positive", w.burn_rate)));
+            return Err(at(
+                w,
+                f,
+                format!("burn_rate {} must be positive", w.burn_rate),
+            ));
         }
         if w.long > slo.window.value {
             let msg = format!(
@@ -224,7 +254,11 @@ fn validate_slo(slo: &At<Slo>, p: &str) -> Result<(), Violation> {
             );
             return Err(if w.line == 0 {
                 // A default window: the SLO's own window is what to change.
-                at(&slo.window, format!("{p}.window"), format!("{msg} (default alert policy)"))
+                at(
+                    &slo.window,
+                    format!("{p}.window"),
+                    format!("{msg} (default alert policy)"),
+                )
             } else {
                 at(w, f, msg)
             });

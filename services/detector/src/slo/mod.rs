@@ -251,7 +251,11 @@ impl AlertPolicy {
 
     /// The longest window of the policy (what the window store must retain).
     pub fn longest_window(&self) -> Dur {
-        self.windows.iter().map(|w| w.long).max().unwrap_or_default()
+        self.windows
+            .iter()
+            .map(|w| w.long)
+            .max()
+            .unwrap_or_default()
     }
 }
 

@@ -1,6 +1,9 @@
 use super::*;
 
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/slos.example.yaml");
+const EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/slos.example.yaml"
+);
 
 #[test]
 fn the_example_file_parses() {
@@ -12,12 +15,19 @@ fn the_example_file_parses() {
     assert_eq!(ttft.name.as_str(), "chat-gpt-4o-ttft");
     assert_eq!(ttft.objective.get(), 0.99);
     assert_eq!(ttft.window.value, Dur::days(30));
-    let Sli::Latency(l) = &ttft.sli else { panic!("{:?}", ttft.sli) };
+    let Sli::Latency(l) = &ttft.sli else {
+        panic!("{:?}", ttft.sli)
+    };
     assert_eq!(l.metric, LatencyMetric::Ttft);
     assert_eq!(l.threshold.as_millis(), 1500);
     // No `alerting`: the SRE workbook table.
     assert_eq!(ttft.alerting, AlertPolicy::default());
-    let w: Vec<_> = ttft.alerting.windows.iter().map(|w| (w.long, w.short, w.burn_rate, w.severity)).collect();
+    let w: Vec<_> = ttft
+        .alerting
+        .windows
+        .iter()
+        .map(|w| (w.long, w.short, w.burn_rate, w.severity))
+        .collect();
     assert_eq!(
         w,
         [
@@ -30,14 +40,32 @@ fn the_example_file_parses() {
     let thumbs = &f.slos[2];
     assert_eq!(thumbs.alerting.windows.len(), 2);
     assert_eq!(thumbs.alerting.resolve_for, Dur::mins(10));
-    let Sli::NegativeFeedback(fb) = &thumbs.sli else { panic!() };
-    assert_eq!((fb.name.as_str(), &fb.negative), ("thumbs", &Negative::Boolean(false)));
-    assert!(matches!(f.slos[3].sli, Sli::Signal(SignalSli { signal: SignalKind::Regenerate })));
-    let Sli::Goodput(g) = &f.slos[4].sli else { panic!() };
-    assert_eq!((g.ttft, g.tpot, g.duration), (Some(Dur::secs(2)), Some(Dur::parse("50ms").unwrap()), None));
+    let Sli::NegativeFeedback(fb) = &thumbs.sli else {
+        panic!()
+    };
+    assert_eq!(
+        (fb.name.as_str(), &fb.negative),
+        ("thumbs", &Negative::Boolean(false))
+    );
+    assert!(matches!(
+        f.slos[3].sli,
+        Sli::Signal(SignalSli {
+            signal: SignalKind::Regenerate
+        })
+    ));
+    let Sli::Goodput(g) = &f.slos[4].sli else {
+        panic!()
+    };
+    assert_eq!(
+        (g.ttft, g.tpot, g.duration),
+        (Some(Dur::secs(2)), Some(Dur::parse("50ms").unwrap()), None)
+    );
 
     let daily = f.cost_policies[0].spend.as_ref().unwrap();
-    assert_eq!((daily.period, daily.budget_usd, daily.alert_at), (BudgetPeriod::Day, 500.0, 1.0));
+    assert_eq!(
+        (daily.period, daily.budget_usd, daily.alert_at),
+        (BudgetPeriod::Day, 500.0, 1.0)
+    );
     assert_eq!(f.cost_policies[0].severity, Severity::Ticket);
     assert_eq!(f.cost_policies[1].severity, Severity::Page);
     let ch = f.cost_policies[3].change.as_ref().unwrap();
@@ -73,7 +101,12 @@ slos:
 fn refused(text: &str) -> (u64, String, String) {
     match parse(text) {
         Ok(f) => panic!("accepted: {f:?}"),
-        Err(SloFileError::Invalid { line, field, message, .. }) => (line, field, message),
+        Err(SloFileError::Invalid {
+            line,
+            field,
+            message,
+            ..
+        }) => (line, field, message),
         Err(e) => panic!("{e}"),
     }
 }
@@ -156,7 +189,9 @@ fn broken_files_name_line_and_field() {
     for (text, line, field, msg) in cases {
         let (l, f, m) = refused(text);
         if l != *line || f != *field || !m.contains(msg) {
-            wrong.push(format!("{text}-> got {l} {f:?} {m:?}, want {line} {field:?} {msg:?}"));
+            wrong.push(format!(
+                "{text}-> got {l} {f:?} {m:?}, want {line} {field:?} {msg:?}"
+            ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));

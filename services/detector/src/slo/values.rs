@@ -89,7 +89,11 @@ impl Dur {
             "h" => 3600e3,
             "d" => 86_400e3,
             "w" => 604_800e3,
-            _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m, h, d or w)")),
+            _ => {
+                return Err(format!(
+                    "`{s}`: unknown unit `{unit}` (use ms, s, m, h, d or w)"
+                ))
+            }
         };
         let ms = (n * ms_per).round();
         if !ms.is_finite() || ms > 1e15 {
@@ -102,7 +106,12 @@ impl Dur {
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.as_millis();
-        for (unit, per) in [("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000)] {
+        for (unit, per) in [
+            ("w", 604_800_000),
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+        ] {
             if ms != 0 && ms % per == 0 {
                 return write!(f, "{}{unit}", ms / per);
             }
@@ -129,13 +138,17 @@ impl<'de> Deserialize<'de> for Dur {
                 Dur::parse(s).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, n: u64) -> Result<Dur, E> {
-                Err(E::custom(format!("`{n}` has no unit (use ms, s, m, h, d or w, e.g. `5m`)")))
+                Err(E::custom(format!(
+                    "`{n}` has no unit (use ms, s, m, h, d or w, e.g. `5m`)"
+                )))
             }
             fn visit_i64<E: de::Error>(self, n: i64) -> Result<Dur, E> {
                 self.visit_u64(n.unsigned_abs())
             }
             fn visit_f64<E: de::Error>(self, n: f64) -> Result<Dur, E> {
-                Err(E::custom(format!("`{n}` has no unit (use ms, s, m, h, d or w, e.g. `1.5s`)")))
+                Err(E::custom(format!(
+                    "`{n}` has no unit (use ms, s, m, h, d or w, e.g. `1.5s`)"
+                )))
             }
         }
         d.deserialize_any(V)
@@ -194,7 +207,9 @@ impl<'de> Deserialize<'de> for Objective {
                     .strip_suffix('%')
                     .and_then(|n| n.trim().parse::<f64>().ok())
                     .ok_or_else(|| {
-                        E::custom(format!("`{s}` is not a ratio (0.99) or a percentage (\"99%\")"))
+                        E::custom(format!(
+                            "`{s}` is not a ratio (0.99) or a percentage (\"99%\")"
+                        ))
                     })?;
                 Objective::new(pct / 100.0).map_err(E::custom)
             }
