@@ -171,3 +171,43 @@ fn hysteresis_resolves_after_staying_low_and_ignores_no_data() {
     assert!(!h.resolve(0, None, f, &policy));
     assert!(!h.resolve(60 * min, None, f, &policy));
 }
+
+/// The windows of [`crate::window`] and the math above agree: a step incident through the
+/// store is detected at the theoretical minimum, rounded up to the next bucket boundary.
+#[test]
+fn a_simulated_step_is_detected_at_the_theoretical_minimum_plus_one_bucket() {
+    use crate::window::{WindowConfig, WindowStore};
+    let mut store: WindowStore<()> = WindowStore::new(WindowConfig::default()).unwrap();
+    let policy = AlertPolicy::default();
+    let obj = o(0.999);
+    // 10 calls a second; from t0 = 2 h every 10th call fails (10%, burn 100).
+    let t0: i64 = 2 * 3_600_000;
+    let mut detected_end = None;
+    for i in 0..(t0 + 900_000) / 100 {
+        let t = i * 100;
+        let bad = t >= t0 && i % 10 == 0;
+        store.record(&(), t, Counts::one(bad));
+        // Evaluate on every bucket boundary, over closed buckets (ending at the watermark).
+        if t % 10_000 == 0 && detected_end.is_none() {
+            let end = store.closed_end().unwrap();
+            let evals = evaluate(&policy, obj, |d| store.sum(&(), end, d));
+            if evals[0].breaching {
+                detected_end = Some(end);
+            }
+        }
+    }
+    let theory = min_detection_time(
+        &policy,
+        obj,
+        StepIncident {
+            bad_ratio: 0.1,
+            baseline_ratio: 0.0,
+        },
+    )
+    .unwrap()
+    .0;
+    assert!(close(theory, 518.4));
+    // The 1 h window ending 510 s in holds 510 bad of 36000 (0.01417 < 0.0144); ending 520 s
+    // in, 520 of 36000 (0.01444 > 0.0144). Event time then is 30 s (the lateness) later.
+    assert_eq!(detected_end, Some(t0 + 520_000));
+}

@@ -112,11 +112,11 @@ impl fmt::Display for Dur {
             ("h", 3_600_000),
             ("m", 60_000),
         ] {
-            if ms != 0 && ms % per == 0 {
+            if ms != 0 && ms.is_multiple_of(per) {
                 return write!(f, "{}{unit}", ms / per);
             }
         }
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else if ms >= 1000 {
             write!(f, "{}s", ms as f64 / 1000.0)
