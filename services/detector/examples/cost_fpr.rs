@@ -65,8 +65,13 @@ fn main() {
         }
     }
 
-    println!("\ndetection delay (minutes after the blow-up starts; defaults k = 1, h = 10), 20 runs each:");
     let p = ChangePolicy::default();
+    println!(
+        "\ndetection delay of cost_per_call (minutes after prompts grow; defaults k = {}, h = {}), \
+         20 runs each starting at a different time of day:",
+        p.allowance, p.decision
+    );
+    // Input is about half of the cost per call: prompts x2 is cost x1.5, x3 is cost x2.
     for mult in [1.3, 1.5, 2.0, 3.0] {
         let mut delays = Vec::new();
         let mut missed = 0;
