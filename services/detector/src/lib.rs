@@ -23,10 +23,10 @@
 //! the lateness; both are configurable, and a window can also be summed up to the newest event
 //! ([`window::WindowStore::sum`]) when a provisional answer is worth more than a final one.
 //!
-//! Per key (project, service, model, operation; and SLO), counts are kept at two resolutions:
-//! 10 s buckets for windows up to 6 h, 5 min buckets for the 3-day window, in rings of
-//! cumulative counts (a window sum is two lookups). With the default policy a key costs about
-//! 3,100 cells, so memory is `keys x 50 KB` at most, with keys capped and overflow counted.
+//! Per key (project, service, model, operation; and SLO), counts are kept in tiers of rings of
+//! cumulative counts (a window sum is a few lookups): 10 s buckets for windows up to 6 h,
+//! 5 min buckets up to 3 d, 1 h buckets up to 35 d for the budget left over a 30-day SLO. A key
+//! costs about 3,900 cells (60 KB), keys are capped and overflow is counted.
 //!
 //! # Scale-out
 //!

@@ -5,11 +5,11 @@
 //!   refused as [`Outcome::Late`] (the caller counts it in a metric). Buckets that end before the
 //!   watermark are closed: nothing can change them any more, so a sum that ends at the watermark
 //!   is final and the same on every replay.
-//! - Two resolutions per key: fine buckets (e.g. 10 s) for the short windows, coarse buckets
-//!   (e.g. 5 min) for the long ones. A long window is summed from coarse buckets plus a fine
-//!   tail, so its end is as sharp as a short window's and only its start is rounded (down) to a
-//!   coarse bucket. With 10 s / 5 min buckets, 6 h fine and 3 d coarse retention a key costs
-//!   about 3,100 cells instead of 27,000.
+//! - Several resolutions (tiers) per key: by default 10 s buckets for windows up to 6 h, 5 min
+//!   buckets up to 3 d, 1 h buckets up to 35 d (the SLO period, for the budget left). A window
+//!   is summed from the finest tier that reaches back far enough, plus the finer tiers for its
+//!   tail, so its end is as sharp as a short window's and only its start is rounded (down) to
+//!   the coarser bucket. That costs about 3,800 cells per key instead of 300,000 at 10 s.
 //! - Each ring stores **cumulative** cells, so a window is `cum(end) - cum(start)`: O(1) per
 //!   window. Recording an event updates the cells from its bucket to the newest, which is
 //!   bounded by the lateness (usually one cell). Buckets older than the longest window fall off
@@ -68,30 +68,46 @@ impl Sub for Counts {
 }
 impl Cell for Counts {}
 
-/// Bucket sizes, retention, lateness and the key cap of a [`WindowStore`].
+/// One resolution: buckets of `bucket`, serving windows (or the older part of windows) up to
+/// `span`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tier {
+    pub bucket: Dur,
+    pub span: Dur,
+}
+
+impl Tier {
+    pub const fn new(bucket: Dur, span: Dur) -> Self {
+        Self { bucket, span }
+    }
+}
+
+/// Tiers, lateness and the key cap of a [`WindowStore`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowConfig {
-    /// Fine bucket width.
-    pub bucket: Dur,
-    /// Coarse bucket width, a multiple of `bucket`.
-    pub coarse_bucket: Dur,
-    /// Longest window summed from fine buckets alone.
-    pub fine_span: Dur,
-    /// Longest window of all (the longest alert window, or the longest spend lookback).
-    pub max_window: Dur,
+    /// From finest to coarsest; each bucket a multiple of the previous one, each span longer.
+    /// The last span is the longest window (longer ones are clamped to it).
+    pub tiers: Vec<Tier>,
     /// How far behind the newest event an event may be and still count.
     pub lateness: Dur,
     /// Most keys held at once.
     pub max_keys: usize,
 }
 
+impl WindowConfig {
+    pub fn max_window(&self) -> Dur {
+        self.tiers.last().map(|t| t.span).unwrap_or_default()
+    }
+}
+
 impl Default for WindowConfig {
     fn default() -> Self {
         Self {
-            bucket: Dur::secs(10),
-            coarse_bucket: Dur::mins(5),
-            fine_span: Dur::hours(6),
-            max_window: Dur::days(3),
+            tiers: vec![
+                Tier::new(Dur::secs(10), Dur::hours(6)),
+                Tier::new(Dur::mins(5), Dur::days(3)),
+                Tier::new(Dur::hours(1), Dur::days(35)),
+            ],
             lateness: Dur::secs(30),
             max_keys: 10_000,
         }
@@ -188,49 +204,49 @@ impl<C: Cell> Ring<C> {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Series<C> {
-    fine: Ring<C>,
-    coarse: Ring<C>,
-}
-
 /// Per-key bucketed cells; see the module doc.
 #[derive(Debug, Clone)]
 pub struct WindowStore<K, C = Counts> {
     cfg: WindowConfig,
-    fine_ms: i64,
-    coarse_ms: i64,
-    fine_len: usize,
-    coarse_len: usize,
+    /// Bucket width (ms) and ring length of each tier.
+    res: Vec<(i64, usize)>,
     max_ts: Option<i64>,
-    series: HashMap<K, Series<C>>,
+    series: HashMap<K, Vec<Ring<C>>>,
     late: u64,
     overflow: u64,
 }
 
 impl<K: Hash + Eq + Clone, C: Cell> WindowStore<K, C> {
     pub fn new(cfg: WindowConfig) -> Result<Self, WindowError> {
-        let f = cfg.bucket.as_millis() as i64;
-        let c = cfg.coarse_bucket.as_millis() as i64;
-        if f == 0 || c < f || c % f != 0 {
+        let ms = |d: Dur| d.as_millis() as i64;
+        let late = ms(cfg.lateness);
+        let t = &cfg.tiers;
+        if t.is_empty() || ms(t[0].bucket) == 0 {
             return Err(WindowError::Config(
-                "coarse_bucket must be a positive multiple of bucket",
+                "needs at least one tier with a positive bucket",
             ));
         }
-        if cfg.fine_span < cfg.coarse_bucket || cfg.max_window < cfg.fine_span {
-            return Err(WindowError::Config(
-                "need coarse_bucket <= fine_span <= max_window",
-            ));
+        for w in t.windows(2) {
+            let (a, b) = (ms(w[0].bucket), ms(w[1].bucket));
+            if b <= a || b % a != 0 || w[1].span <= w[0].span || w[0].span < w[1].bucket {
+                return Err(WindowError::Config(
+                    "each tier's bucket must be a multiple of the previous one, its span longer, \
+                     and each span at least the next tier's bucket",
+                ));
+            }
         }
-        let late = cfg.lateness.as_millis() as i64;
-        // Fine: the fine span, plus a coarse bucket (the tail of a long window), plus lateness.
-        let fine_len = ((cfg.fine_span.as_millis() as i64 + c + late) / f + 2) as usize;
-        let coarse_len = ((cfg.max_window.as_millis() as i64 + late) / c + 3) as usize;
+        let res = t
+            .iter()
+            .enumerate()
+            .map(|(i, tier)| {
+                let r = ms(tier.bucket);
+                // The span, the tail up to the next tier's boundary, the lateness, slack.
+                let next = t.get(i + 1).map_or(r, |n| ms(n.bucket));
+                (r, ((ms(tier.span) + next + late) / r + 3) as usize)
+            })
+            .collect();
         Ok(Self {
-            fine_ms: f,
-            coarse_ms: c,
-            fine_len,
-            coarse_len,
+            res,
             cfg,
             max_ts: None,
             series: HashMap::new(),
@@ -241,6 +257,11 @@ impl<K: Hash + Eq + Clone, C: Cell> WindowStore<K, C> {
 
     pub fn config(&self) -> &WindowConfig {
         &self.cfg
+    }
+
+    /// Cells held per key (the sum of the ring lengths).
+    pub fn cells_per_key(&self) -> usize {
+        self.res.iter().map(|r| r.1).sum()
     }
 
     /// Largest event time seen minus the lateness; `None` before the first event.
@@ -270,17 +291,15 @@ impl<K: Hash + Eq + Clone, C: Cell> WindowStore<K, C> {
             return Outcome::Overflow;
         }
         self.advance_to(ts_ms);
-        let (f, c) = (
-            ts_ms.div_euclid(self.fine_ms),
-            ts_ms.div_euclid(self.coarse_ms),
-        );
-        let (fl, cl) = (self.fine_len, self.coarse_len);
-        let s = self.series.entry(key.clone()).or_insert_with(|| Series {
-            fine: Ring::new(fl, f),
-            coarse: Ring::new(cl, c),
+        let res = &self.res;
+        let rings = self.series.entry(key.clone()).or_insert_with(|| {
+            res.iter()
+                .map(|&(r, len)| Ring::new(len, ts_ms.div_euclid(r)))
+                .collect()
         });
-        s.fine.add(f, cell);
-        s.coarse.add(c, cell);
+        for (ring, &(r, _)) in rings.iter_mut().zip(res) {
+            ring.add(ts_ms.div_euclid(r), cell);
+        }
         Outcome::Counted
     }
 
@@ -299,44 +318,58 @@ impl<K: Hash + Eq + Clone, C: Cell> WindowStore<K, C> {
         self.series.keys()
     }
 
-    /// The watermark rounded down to a fine bucket: where closed buckets end.
+    /// The watermark rounded down to a finest bucket: where closed buckets end.
     pub fn closed_end(&self) -> Option<i64> {
-        self.watermark()
-            .map(|w| w.div_euclid(self.fine_ms) * self.fine_ms)
+        let f = self.res[0].0;
+        self.watermark().map(|w| w.div_euclid(f) * f)
+    }
+
+    /// How a window of `len` ending at `end_ms` is summed: its start and `(tier, first
+    /// bucket, last bucket + 1)` pieces, from the end backwards.
+    fn plan(&self, end_ms: i64, len: Dur) -> (i64, Vec<(usize, i64, i64)>) {
+        let f = self.res[0].0;
+        let end = end_ms.div_euclid(f) * f;
+        let len_ms = (len.as_millis() as i64).min(self.cfg.max_window().as_millis() as i64);
+        let start = end - (len_ms / f).max(1) * f;
+        let mut pieces = Vec::new();
+        let mut cur = end;
+        for (i, tier) in self.cfg.tiers.iter().enumerate() {
+            let r = self.res[i].0;
+            let last = i + 1 == self.res.len();
+            if last || start >= cur - tier.span.as_millis() as i64 {
+                let from = start.div_euclid(r) * r;
+                pieces.push((i, from / r, cur / r));
+                return (from, pieces);
+            }
+            // The tail [boundary of the next tier, cur) from this tier.
+            let next = self.res[i + 1].0;
+            let b = cur.div_euclid(next) * next;
+            pieces.push((i, b / r, cur / r));
+            cur = b;
+        }
+        (start, pieces)
     }
 
     /// The span `[start, end)` in ms that [`WindowStore::sum`] covers for a window of `len`
-    /// ending at `end_ms` (rounded down to a fine bucket).
+    /// ending at `end_ms`: the end rounded down to a finest bucket, the start rounded down to
+    /// the bucket of the tier that reaches it.
     pub fn span(&self, end_ms: i64, len: Dur) -> (i64, i64) {
-        let e = end_ms.div_euclid(self.fine_ms);
-        let len_ms = (len.as_millis() as i64).min(self.cfg.max_window.as_millis() as i64);
-        let n = (len_ms / self.fine_ms).max(1);
-        if len_ms <= self.cfg.fine_span.as_millis() as i64 {
-            ((e - n) * self.fine_ms, e * self.fine_ms)
-        } else {
-            let start = ((e - n) * self.fine_ms).div_euclid(self.coarse_ms) * self.coarse_ms;
-            (start, e * self.fine_ms)
-        }
+        let f = self.res[0].0;
+        (self.plan(end_ms, len).0, end_ms.div_euclid(f) * f)
     }
 
     /// Sum of `key`'s cells over the window of `len` ending at `end_ms` (see [`Self::span`]).
-    /// Windows longer than `max_window` are clamped to it.
+    /// Windows longer than the last tier's span are clamped to it.
     pub fn sum(&self, key: &K, end_ms: i64, len: Dur) -> C {
-        let Some(s) = self.series.get(key) else {
+        let Some(rings) = self.series.get(key) else {
             return C::default();
         };
-        let (start, end) = self.span(end_ms, len);
-        let (e, k) = (end / self.fine_ms, self.coarse_ms / self.fine_ms);
-        if end - start <= self.cfg.fine_span.as_millis() as i64 {
-            let from = start / self.fine_ms;
-            return s.fine.cum(e - 1) - s.fine.cum(from - 1);
-        }
-        // Coarse buckets [start, split) and fine buckets [split, end).
-        let split_c = end.div_euclid(self.coarse_ms);
-        let start_c = start.div_euclid(self.coarse_ms);
-        let head = s.coarse.cum(split_c - 1) - s.coarse.cum(start_c - 1);
-        let tail = s.fine.cum(e - 1) - s.fine.cum(split_c * k - 1);
-        head + tail
+        self.plan(end_ms, len)
+            .1
+            .into_iter()
+            .fold(C::default(), |acc, (i, from, to)| {
+                acc + (rings[i].cum(to - 1) - rings[i].cum(from - 1))
+            })
     }
 
     /// Sum over the window of `len` ending at the watermark (closed buckets only: final).
@@ -348,11 +381,13 @@ impl<K: Hash + Eq + Clone, C: Cell> WindowStore<K, C> {
     /// Drops keys with nothing inside the longest window any more.
     pub fn evict_idle(&mut self) -> usize {
         let Some(max) = self.max_ts else { return 0 };
+        let (r, _) = *self.res.last().expect("at least one tier");
         let horizon =
-            (max - self.cfg.max_window.as_millis() as i64 - self.cfg.lateness.as_millis() as i64)
-                .div_euclid(self.coarse_ms);
+            (max - self.cfg.max_window().as_millis() as i64 - self.cfg.lateness.as_millis() as i64)
+                .div_euclid(r);
         let before = self.series.len();
-        self.series.retain(|_, s| s.coarse.head >= horizon);
+        self.series
+            .retain(|_, rings| rings.last().is_some_and(|l| l.head >= horizon));
         before - self.series.len()
     }
 
@@ -367,9 +402,10 @@ impl<K: Hash + Eq + Clone, C: Cell> WindowStore<K, C> {
         for (k, o) in &other.series {
             let room = self.series.len() < self.cfg.max_keys;
             match self.series.get_mut(k) {
-                Some(s) => {
-                    s.fine.merge(&o.fine);
-                    s.coarse.merge(&o.coarse);
+                Some(mine) => {
+                    for (a, b) in mine.iter_mut().zip(o) {
+                        a.merge(b);
+                    }
                 }
                 None if room => {
                     self.series.insert(k.clone(), o.clone());

@@ -2,13 +2,26 @@ use proptest::prelude::*;
 
 use super::*;
 
-/// 10 s buckets, 1 min coarse buckets, 5 min fine span, 30 min longest window, 20 s lateness.
+/// 10 s buckets up to 5 min, 1 min buckets up to 30 min, 20 s lateness.
 fn small() -> WindowConfig {
     WindowConfig {
-        bucket: Dur::secs(10),
-        coarse_bucket: Dur::mins(1),
-        fine_span: Dur::mins(5),
-        max_window: Dur::mins(30),
+        tiers: vec![
+            Tier::new(Dur::secs(10), Dur::mins(5)),
+            Tier::new(Dur::mins(1), Dur::mins(30)),
+        ],
+        lateness: Dur::secs(20),
+        max_keys: 100,
+    }
+}
+
+/// Three tiers: 10 s up to 2 min, 1 min up to 10 min, 5 min up to 1 h.
+fn three() -> WindowConfig {
+    WindowConfig {
+        tiers: vec![
+            Tier::new(Dur::secs(10), Dur::mins(2)),
+            Tier::new(Dur::mins(1), Dur::mins(10)),
+            Tier::new(Dur::mins(5), Dur::hours(1)),
+        ],
         lateness: Dur::secs(20),
         max_keys: 100,
     }
@@ -87,15 +100,67 @@ fn keys_beyond_the_cap_overflow_and_idle_keys_are_evicted() {
 }
 
 #[test]
-fn memory_per_key_is_bounded_by_the_two_resolutions() {
+fn memory_per_key_is_bounded_by_the_tiers() {
     let w: WindowStore<u32> = WindowStore::new(WindowConfig::default()).unwrap();
-    // 6 h + 5 min + 30 s of 10 s buckets, 3 d + 30 s of 5 min buckets.
-    assert_eq!((w.fine_len, w.coarse_len), (2195, 867));
-    assert!(WindowStore::<u32>::new(WindowConfig {
-        coarse_bucket: Dur::secs(15),
-        ..small()
-    })
-    .is_err());
+    // Ring lengths: (span + next tier's bucket + lateness) / bucket + 3:
+    // 10 s: (21600 + 300 + 30) / 10 + 3 = 2196; 5 min: (259200 + 3600 + 30) / 300 + 3 = 879;
+    // 1 h: (3024000 + 3600 + 30) / 3600 + 3 = 844. Versus 302,400 cells for 35 d at 10 s.
+    assert_eq!(w.cells_per_key(), 2196 + 879 + 844);
+    for bad in [
+        // 15 s is not a multiple of 10 s.
+        vec![
+            Tier::new(Dur::secs(10), Dur::mins(5)),
+            Tier::new(Dur::secs(15), Dur::mins(30)),
+        ],
+        // Spans must grow.
+        vec![
+            Tier::new(Dur::secs(10), Dur::mins(5)),
+            Tier::new(Dur::mins(1), Dur::mins(5)),
+        ],
+        // A span shorter than the next bucket cannot hold the tail.
+        vec![
+            Tier::new(Dur::secs(10), Dur::secs(30)),
+            Tier::new(Dur::mins(1), Dur::mins(5)),
+        ],
+        vec![],
+    ] {
+        assert!(
+            WindowStore::<u32>::new(WindowConfig {
+                tiers: bad.clone(),
+                ..small()
+            })
+            .is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn the_default_tiers_serve_every_default_window() {
+    let mut w: WindowStore<u8> = WindowStore::new(WindowConfig::default()).unwrap();
+    // One event a minute for 40 days; the last 10 minutes bad.
+    let days40 = 40 * 1440;
+    for m in 0..days40 {
+        w.record(&0, m * 60 * S, Counts::one(m >= days40 - 10));
+    }
+    let end = days40 * 60 * S;
+    // 5 min and 1 h (10 s tier): exact.
+    assert_eq!(w.sum(&0, end, Dur::mins(5)), Counts::new(5, 5));
+    assert_eq!(w.sum(&0, end, Dur::hours(1)), Counts::new(10, 60));
+    // 3 d (5 min tier + 10 s tail): aligned, exact.
+    assert_eq!(w.sum(&0, end, Dur::days(3)), Counts::new(10, 3 * 1440));
+    // 30 d (1 h tier + tails): aligned, exact; longer than 35 d is clamped.
+    assert_eq!(w.sum(&0, end, Dur::days(30)), Counts::new(10, 30 * 1440));
+    assert_eq!(w.sum(&0, end, Dur::days(40)), Counts::new(10, 35 * 1440));
+    // Ending 2.5 min before the hour: 30 d back is 2.5 min past an hour, rounded down to the
+    // 1 h bucket: [end - 30 d - 1 h, end - 150 s). Events (one a minute, m = 0 .. days40 - 1)
+    // from m = days40 - 43260 to days40 - 3: 43258, of which m >= days40 - 10: 8 bad.
+    let odd = end - 150 * S;
+    assert_eq!(
+        w.span(odd, Dur::days(30)),
+        (end - 30 * 86_400 * S - 3600 * S, odd)
+    );
+    assert_eq!(w.sum(&0, odd, Dur::days(30)), Counts::new(8, 43_258));
 }
 
 /// Events whose times never fall behind the running maximum by more than the lateness, so a
@@ -134,8 +199,8 @@ fn windows() -> [Dur; 6] {
 
 proptest! {
     #[test]
-    fn sums_equal_brute_force_over_the_span(evs in events()) {
-        let mut w: WindowStore<u8> = WindowStore::new(small()).unwrap();
+    fn sums_equal_brute_force_over_the_span(evs in events(), tiers3 in any::<bool>()) {
+        let mut w: WindowStore<u8> = WindowStore::new(if tiers3 { three() } else { small() }).unwrap();
         for &(k, t, bad) in &evs {
             prop_assert_eq!(w.record(&k, t, Counts::one(bad)), Outcome::Counted);
         }
@@ -153,8 +218,12 @@ proptest! {
     }
 
     #[test]
-    fn merging_two_instances_equals_one_instance(evs in events(), split in prop::collection::vec(any::<bool>(), 400)) {
-        let cfg = small();
+    fn merging_two_instances_equals_one_instance(
+        evs in events(),
+        split in prop::collection::vec(any::<bool>(), 400),
+        tiers3 in any::<bool>(),
+    ) {
+        let cfg = if tiers3 { three() } else { small() };
         let mut one: WindowStore<u8> = WindowStore::new(cfg.clone()).unwrap();
         let mut a: WindowStore<u8> = WindowStore::new(cfg.clone()).unwrap();
         let mut b: WindowStore<u8> = WindowStore::new(cfg).unwrap();
