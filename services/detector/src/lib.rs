@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`slo`] | the SLO file (YAML): SLIs, selectors, objectives, windows, alert and cost policies; errors name line and field |
 //! | [`window`] | event-time bucketed counters per key: watermark, bounded lateness, bounded memory, mergeable |
+//! | [`sli`] | what a call, feedback item or signal adds to each SLI; an SLO's status for a key |
 //! | [`burn`] | burn rate, budget remaining, multiwindow rules, minimum detection time, hysteresis |
 //! | [`cost`] | spend-rate projection against a budget; change detection of cost / tokens per call |
 //! | [`alert`] | alert state machine and the Alertmanager v2, Alertmanager webhook and Slack bodies |
@@ -62,6 +63,7 @@ pub mod alert;
 pub mod burn;
 pub mod cost;
 pub mod sketch;
+pub mod sli;
 pub mod slo;
 pub mod window;
 
