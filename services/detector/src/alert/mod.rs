@@ -5,18 +5,21 @@
 //!   firing alerts every `resend_interval` (Alertmanager forgets alerts whose `endsAt` passed),
 //!   resolves through [`Hysteresis`], and can be restored after a restart so an incident that
 //!   was already firing is not announced again.
-//! - [`labels`], [`fingerprint`], [`describe`]: what an alert says.
+//! - [`labels`], [`fingerprint`], [`describe`] (and the cost variants): what an alert says.
 //! - [`payload`]: the Alertmanager API v2 body, the Alertmanager webhook body and the Slack
 //!   incoming-webhook body, as pure functions of [`Alert`]s.
 //!
 //! Delivery (HTTP, retries with back-off off the detection path) is not here.
 
 pub mod payload;
+mod text;
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::burn::{Hysteresis, RuleEval};
-use crate::slo::{AlertPolicy, Dur, LatencyMetric, Severity, Sli, Slo};
+pub use text::{calls_query, calls_url, describe, describe_change, describe_spend, Evidence};
+
+use crate::burn::Hysteresis;
+use crate::slo::{AlertPolicy, Dur, Severity};
 use crate::SliKey;
 
 /// Label or annotation names to values, sorted.
@@ -24,6 +27,10 @@ pub type Labels = BTreeMap<String, String>;
 
 /// `alertname` of SLO burn-rate alerts.
 pub const ALERTNAME_SLO: &str = "FlywheelSLOBurnRate";
+/// `alertname` of spend-rate alerts.
+pub const ALERTNAME_SPEND: &str = "FlywheelCostSpendRate";
+/// `alertname` of cost / tokens per call change alerts.
+pub const ALERTNAME_COST_CHANGE: &str = "FlywheelCostChange";
 
 /// Alertmanager's fingerprint of a label set: FNV-1a 64 over the sorted names and values, each
 /// followed by the separator byte 0xff (Prometheus `model.LabelSet.Fingerprint`).
@@ -58,8 +65,14 @@ pub fn fingerprint(labels: &Labels) -> Fingerprint {
 /// The labels of an SLO alert: `alertname`, `slo`, `project`, `service`, `model`,
 /// `operation` (keys differing only by operation must not share a fingerprint), `severity`.
 pub fn labels(slo: &str, key: &SliKey, severity: Severity) -> Labels {
+    labels_named(ALERTNAME_SLO, slo, key, severity)
+}
+
+/// The same labels with another `alertname` (cost alerts put the policy name in `slo`, so one
+/// routing tree serves both).
+pub fn labels_named(alertname: &str, slo: &str, key: &SliKey, severity: Severity) -> Labels {
     [
-        ("alertname", ALERTNAME_SLO),
+        ("alertname", alertname),
         ("slo", slo),
         ("project", key.project.as_str()),
         ("service", key.service.as_str()),
@@ -70,169 +83,6 @@ pub fn labels(slo: &str, key: &SliKey, severity: Severity) -> Labels {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
-}
-
-/// Numbers behind an SLO alert, for its annotations.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Evidence<'a> {
-    pub eval: &'a RuleEval,
-    /// Share of the error budget left over the SLO window.
-    pub budget_remaining: f64,
-    /// `(from_ms, to_ms)` of the long window, for the query.
-    pub range_ms: (i64, i64),
-    /// Base URL of the Flywheel API, for the link to the affected calls.
-    pub api_url: &'a str,
-}
-
-fn pct(x: f64) -> String {
-    format!("{}%", (x * 1000.0).round() / 10.0)
-}
-
-fn burn(b: Option<f64>) -> String {
-    b.map_or_else(|| "no traffic".to_string(), |b| format!("{:.1}x", b))
-}
-
-/// `summary`, `description` and `query` annotations, and the generator URL (the affected
-/// calls in the Flywheel API).
-pub fn describe(slo: &Slo, key: &SliKey, ev: &Evidence<'_>) -> (Labels, String) {
-    let w = &ev.eval.window;
-    let summary = format!(
-        "{}: error budget burning {} over {} and {} over {} (threshold {}x) for {}/{}",
-        slo.name.value,
-        burn(ev.eval.long_burn),
-        w.long,
-        burn(ev.eval.short_burn),
-        w.short,
-        w.burn_rate,
-        key.project,
-        key.model,
-    );
-    let good = ev
-        .eval
-        .short
-        .ratio()
-        .map_or_else(|| "no traffic".into(), |r| pct(1.0 - r));
-    let description = format!(
-        "SLO {name} ({objective} good {sli} over {window}) for project={p} service={s} model={m} \
-         operation={o}: burn rate {lb} over {long} and {sb} over {short} (threshold {f}x); SLI \
-         {good} good over {short} ({bad} bad of {total}); error budget remaining {budget} of {window}.{desc}",
-        name = slo.name.value,
-        objective = slo.objective,
-        sli = sli_text(&slo.sli),
-        window = slo.window.value,
-        p = key.project,
-        s = key.service,
-        m = key.model,
-        o = key.operation,
-        lb = burn(ev.eval.long_burn),
-        long = w.long,
-        sb = burn(ev.eval.short_burn),
-        short = w.short,
-        f = w.burn_rate,
-        bad = ev.eval.short.bad,
-        total = ev.eval.short.total,
-        budget = pct(ev.budget_remaining),
-        desc = if slo.description.is_empty() { String::new() } else { format!(" {}", slo.description) },
-    );
-    let url = calls_url(ev.api_url, key, ev.range_ms);
-    let mut a = Labels::new();
-    a.insert("summary".into(), summary);
-    a.insert("description".into(), description);
-    a.insert("query".into(), calls_query(&slo.sli, key, ev.range_ms));
-    a.insert("calls_url".into(), url.clone());
-    (a, url)
-}
-
-fn sli_text(sli: &Sli) -> String {
-    match sli {
-        Sli::Availability => "calls without error".into(),
-        Sli::Latency(l) => format!("calls with {} < {}", l.metric.as_str(), l.threshold.value),
-        Sli::NegativeFeedback(f) => format!("`{}` feedback that is not negative", f.name.value),
-        Sli::Signal(s) => format!("calls without a `{}` signal", s.signal.as_str()),
-        Sli::Goodput(g) => {
-            let mut parts = vec!["without error".to_string()];
-            for (m, d) in [("duration", g.duration), ("ttft", g.ttft), ("tpot", g.tpot)] {
-                if let Some(d) = d {
-                    parts.push(format!("{m} < {d}"));
-                }
-            }
-            format!("calls ({})", parts.join(", "))
-        }
-    }
-}
-
-fn sql_str(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
-}
-
-fn latency_bad(metric: LatencyMetric, d: Dur) -> String {
-    let ms = d.as_millis();
-    match metric {
-        LatencyMetric::Duration => format!("duration_ns >= {}", ms * 1_000_000),
-        LatencyMetric::Ttft => format!("ttft_ms >= {ms}"),
-        LatencyMetric::Tpot => format!("tpot_ms >= {ms}"),
-    }
-}
-
-/// A ClickHouse query for the bad calls of the key over the range (all of its calls for
-/// feedback and signal SLIs, which live in other tables).
-pub fn calls_query(sli: &Sli, key: &SliKey, (from, to): (i64, i64)) -> String {
-    let bad = match sli {
-        Sli::Availability => Some("status_code = 'Error'".to_string()),
-        Sli::Latency(l) => Some(latency_bad(l.metric, l.threshold.value)),
-        Sli::Goodput(g) => {
-            let mut c = vec!["status_code = 'Error'".to_string()];
-            for (m, d) in [
-                (LatencyMetric::Duration, g.duration),
-                (LatencyMetric::Ttft, g.ttft),
-                (LatencyMetric::Tpot, g.tpot),
-            ] {
-                if let Some(d) = d {
-                    c.push(latency_bad(m, d));
-                }
-            }
-            Some(format!("({})", c.join(" OR ")))
-        }
-        Sli::NegativeFeedback(_) | Sli::Signal(_) => None,
-    };
-    let mut q = format!(
-        "SELECT timestamp, trace_id, span_id, model, status_code, ttft_ms, tpot_ms, duration_ns FROM llm_calls \
-         WHERE project = {} AND service = {} AND model = {} AND operation = {} \
-         AND timestamp >= fromUnixTimestamp64Milli({from}) AND timestamp < fromUnixTimestamp64Milli({to})",
-        sql_str(&key.project),
-        sql_str(&key.service),
-        sql_str(&key.model),
-        sql_str(&key.operation),
-    );
-    if let Some(b) = bad {
-        q.push_str(" AND ");
-        q.push_str(&b);
-    }
-    q.push_str(" ORDER BY timestamp DESC LIMIT 100");
-    q
-}
-
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The affected calls in the Flywheel API (`GET /v1/calls`, a later issue).
-pub fn calls_url(api_url: &str, key: &SliKey, (from, to): (i64, i64)) -> String {
-    format!(
-        "{}/v1/calls?project={}&service={}&model={}&operation={}&from_ms={from}&to_ms={to}",
-        api_url.trim_end_matches('/'),
-        url_escape(&key.project),
-        url_escape(&key.service),
-        url_escape(&key.model),
-        url_escape(&key.operation),
-    )
 }
 
 /// One alert as sent.

@@ -1,7 +1,7 @@
 use super::payload::{self, rfc3339};
 use super::*;
 use crate::burn::evaluate_rule;
-use crate::slo::{parse, At, Objective};
+use crate::slo::{parse, At, Objective, Sli, Slo};
 use crate::window::Counts;
 
 fn key() -> SliKey {
@@ -325,4 +325,53 @@ fn slack_body_golden() {
 #[test]
 fn objective_formats() {
     assert_eq!(Objective::new(0.95).unwrap().to_string(), "95%");
+}
+
+#[test]
+fn cost_alert_texts() {
+    let p = crate::cost::SpendProjection {
+        spent_usd: 300.0,
+        rate_usd_per_hour: 30.0,
+        projected_usd: 660.0,
+        budget_usd: 500.0,
+        ratio: 1.32,
+        alert: true,
+    };
+    let a = describe_spend("acme-daily-spend", &key(), "day", &p);
+    assert_eq!(
+        a["summary"],
+        "acme-daily-spend: projected $660.00 of the $500.00 day budget (132%) for acme"
+    );
+    assert!(
+        a["description"].contains("$300.00 spent this day, spending $30.00/h now"),
+        "{}",
+        a["description"]
+    );
+    let v = crate::cost::ChangeVerdict {
+        mean: 0.015,
+        baseline: 0.0073,
+        z: 25.1,
+        cusum: 10.0,
+        relative_change: 1.05,
+        alert: true,
+    };
+    let a = describe_change("gpt-4o-cost-per-call", &key(), "cost_per_call", &v);
+    assert_eq!(
+        a["summary"],
+        "gpt-4o-cost-per-call: cost_per_call up 105% against its baseline for acme/gpt-4o"
+    );
+    let l = labels_named(
+        ALERTNAME_SPEND,
+        "acme-daily-spend",
+        &key(),
+        Severity::Ticket,
+    );
+    assert_eq!(
+        (
+            l["alertname"].as_str(),
+            l["slo"].as_str(),
+            l["severity"].as_str()
+        ),
+        (ALERTNAME_SPEND, "acme-daily-spend", "ticket")
+    );
 }
