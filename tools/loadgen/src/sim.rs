@@ -10,7 +10,10 @@
 //!
 //! [`Generator`] is an iterator of [`Event`]s in the order of their time: a call is yielded
 //! when it ends (when an SDK exports its span). Nothing at or after the end of the period is
-//! yielded. Every choice comes from the seeded RNG; ids come from a second RNG seeded by the
+//! yielded. The simulation starts [`warm_up_ns`] before the period so that conversations are
+//! already in progress at its start (the call rate is the configured one from the first
+//! second); nothing before the start is yielded, nor feedback or signals about calls that ended
+//! before it. Every choice comes from the seeded RNG; ids come from a second RNG seeded by the
 //! seed and the start time, so that two runs at different times never share an id.
 
 use std::cmp::Reverse;
@@ -104,6 +107,7 @@ pub struct Generator {
     rng: StdRng,
     ids: StdRng,
     run_id: String,
+    start_ns: i64,
     end_ns: i64,
     queue: BinaryHeap<Reverse<Pending>>,
     seq: u64,
@@ -149,6 +153,7 @@ impl Generator {
             reaction: LogNormalMean::new(scenario.conversation.reaction_time_s)?,
             score: UnitWithMean::new(scenario.feedback.score_mean)?,
             rng: StdRng::seed_from_u64(scenario.seed),
+            start_ns,
             end_ns: start_ns.saturating_add(duration_ns),
             scenario,
             schedule,
@@ -162,7 +167,7 @@ impl Generator {
             conversations: 0,
             items: 0,
         };
-        let first = start_ns + exp_gap_ns(&mut me.rng, me.max_rate);
+        let first = start_ns - warm_up_ns(&me.scenario) + exp_gap_ns(&mut me.rng, me.max_rate);
         me.push(first, Action::Arrival);
         Ok(me)
     }
@@ -293,6 +298,8 @@ impl Generator {
     /// The user's and evaluator's reactions to a call, and the conversation's next call.
     fn follow_up(&mut self, call: &Call, mut conv: Conversation, failed: bool, stopped: bool) {
         let end = call.end_ns;
+        // Feedback and signals only about calls that are sent (warm-up calls are not).
+        let sent = end >= self.start_ns;
         let s = self.scenario.signals.clone();
         let f = self.scenario.feedback.clone();
         let model = self.models[call.model].name.clone();
@@ -303,7 +310,7 @@ impl Generator {
             }
             return;
         }
-        if stopped && s.explicit_regenerate_stop {
+        if sent && stopped && s.explicit_regenerate_stop {
             let ms = (end - call.start_ns) as f64 / 1e6;
             let mut signal = self.signal(call, end, "stop");
             signal.tokens_received = call.output_tokens;
@@ -314,7 +321,9 @@ impl Generator {
             let t = end + secs_to_ns(self.rng.random_range(1.0..5.0));
             let value = (self.score.sample(&mut self.rng) * 1000.0).round() / 1000.0;
             let item = self.feedback(call, t, "score", value.into(), "model");
-            self.emit(t, Event::Feedback(item));
+            if sent {
+                self.emit(t, Event::Feedback(item));
+            }
         }
         if self.rng.random::<f64>() < f.thumbs_rate {
             let t = end + self.reaction_ns();
@@ -323,31 +332,35 @@ impl Generator {
                 .thumbs_down_ratio(t, &model, f.thumbs_down_ratio);
             let up = self.rng.random::<f64>() >= down;
             let item = self.feedback(call, t, "thumbs", up.into(), "human");
-            self.emit(t, Event::Feedback(item));
+            if sent {
+                self.emit(t, Event::Feedback(item));
+            }
         }
         let t = end + self.reaction_ns();
         let regenerate = self.schedule.regenerate_ratio(t, &model, s.regenerate);
         if self.rng.random::<f64>() < regenerate {
-            if s.explicit_regenerate_stop {
+            if sent && s.explicit_regenerate_stop {
                 let signal = self.signal(call, t, "regenerate");
                 self.emit(t, Event::Signal(signal));
             }
             self.push_call(t, conv, true);
             return;
         }
-        if self.rng.random::<f64>() < s.copy {
+        if self.rng.random::<f64>() < s.copy && sent {
             let signal = self.signal(call, t, "copy");
             self.emit(t, Event::Signal(signal));
         }
-        if self.rng.random::<f64>() < s.edit {
+        if self.rng.random::<f64>() < s.edit && sent {
             let mut signal = self.signal(call, t, "edit");
             signal.edit_ratio =
                 Some((self.rng.random_range(0.02..0.6) * 1000.0_f64).round() / 1000.0);
             self.emit(t, Event::Signal(signal));
         }
         if self.rng.random::<f64>() < s.abandon {
-            let signal = self.signal(call, t, "abandon");
-            self.emit(t, Event::Signal(signal));
+            if sent {
+                let signal = self.signal(call, t, "abandon");
+                self.emit(t, Event::Signal(signal));
+            }
             return;
         }
         conv.turns_left = conv.turns_left.saturating_sub(1);
@@ -432,6 +445,7 @@ impl Iterator for Generator {
                 return None;
             }
             match p.action {
+                Action::Emit(_) if p.t < self.start_ns => {}
                 Action::Arrival => self.arrival(p.t),
                 Action::Call {
                     conversation,
@@ -442,6 +456,14 @@ impl Iterator for Generator {
         }
         None
     }
+}
+
+/// How long the simulation runs before the period: five mean conversation lifetimes (turns
+/// times think and reaction time, plus a minute for the calls themselves).
+pub fn warm_up_ns(s: &Scenario) -> i64 {
+    let c = &s.conversation;
+    let turn_s = c.think_time_s.mean + c.reaction_time_s.mean + 60.0;
+    secs_to_ns(5.0 * c.mean_turns * turn_s)
 }
 
 /// Calls per conversation in expectation, so that conversations arrive at the rate that gives
