@@ -19,6 +19,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
+pub mod publish;
 pub mod sink;
 pub mod spans;
 
@@ -64,12 +65,15 @@ pub async fn run<P: Publisher>(
 ) -> Result<(), CollectorError> {
     let metrics = metrics::Metrics::register(registry)?;
     let auth = flywheel_auth::Authenticator::new(auth).map_err(CollectorError::Config)?;
-    let sink = Arc::new(sink::TraceSink::new(
+    let durable = Arc::new(publish::Durable::new(
         publisher,
-        config.spans_topic.clone(),
-        max_message_bytes,
         config.max_in_flight_bytes,
         metrics,
+    ));
+    let sink = Arc::new(sink::TraceSink::new(
+        durable.clone(),
+        config.spans_topic.clone(),
+        max_message_bytes,
     ));
 
     let http_listener = tokio::net::TcpListener::bind(config.http_listen)

@@ -72,7 +72,8 @@ fn request(traces: u8) -> ExportTraceServiceRequest {
 
 fn sink(publisher: Scripted, max_in_flight: usize) -> TraceSink<Scripted> {
     let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
-    TraceSink::new(publisher, "spans".into(), 1_000_000, max_in_flight, metrics)
+    let durable = Arc::new(Durable::new(publisher, max_in_flight, metrics));
+    TraceSink::new(durable, "spans".into(), 1_000_000)
 }
 
 #[tokio::test]
