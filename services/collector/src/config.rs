@@ -1,15 +1,11 @@
 //! Collector configuration (section `[collector]`).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use flywheel_config::{ConfigError, Validate};
 use flywheel_core::ProjectId;
-use flywheel_feedback::api::{FeedbackDefinition, Limits};
+use flywheel_feedback::{Definitions, FeedbackDefinition, Limits, ValueType};
 use serde::Deserialize;
-
-/// Feedback definitions of one project, by feedback name.
-pub type Definitions = BTreeMap<String, FeedbackDefinition>;
 
 /// Settings of the OTLP receivers.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,7 +35,7 @@ pub struct CollectorConfig {
     /// Optional declared feedback per project: `[collector.feedback_definitions.<project>.<name>]`
     /// with `type` and, as fits the type, `labels`, `min`, `max`. Items contradicting a
     /// definition are refused; names without a definition are accepted as sent.
-    pub feedback_definitions: BTreeMap<String, Definitions>,
+    pub feedback_definitions: Definitions,
 }
 
 impl Default for CollectorConfig {
@@ -54,7 +50,7 @@ impl Default for CollectorConfig {
             signals_topic: flywheel_core::wire::TOPIC_SIGNALS.to_string(),
             cors_allowed_origins: Vec::new(),
             feedback_limits: Limits::default(),
-            feedback_definitions: BTreeMap::new(),
+            feedback_definitions: Definitions::new(),
         }
     }
 }
@@ -78,14 +74,8 @@ impl Validate for CollectorConfig {
             let field = format!("collector.feedback_definitions.{project}");
             ProjectId::new(project).map_err(|m| ConfigError::invalid(&field, m))?;
             for (name, d) in definitions {
-                if let (Some(min), Some(max)) = (d.min, d.max) {
-                    if min > max {
-                        return Err(ConfigError::invalid(
-                            format!("{field}.{name}.min"),
-                            "must not be larger than max",
-                        ));
-                    }
-                }
+                check_definition(d)
+                    .map_err(|(f, m)| ConfigError::invalid(format!("{field}.{name}.{f}"), m))?;
             }
         }
         if self.max_request_bytes < 1024 {
@@ -102,6 +92,23 @@ impl Validate for CollectorConfig {
         }
         Ok(())
     }
+}
+
+/// A definition's fields fit its type: `labels` only for labels, `min` <= `max` only for
+/// numbers.
+fn check_definition(d: &FeedbackDefinition) -> Result<(), (&'static str, &'static str)> {
+    if !d.labels.is_empty() && d.value_type != ValueType::Label {
+        return Err(("labels", "only applies to type = \"label\""));
+    }
+    if (d.min.is_some() || d.max.is_some()) && d.value_type != ValueType::Number {
+        return Err(("min", "min and max only apply to type = \"number\""));
+    }
+    if let (Some(min), Some(max)) = (d.min, d.max) {
+        if min > max {
+            return Err(("min", "must not be larger than max"));
+        }
+    }
+    Ok(())
 }
 
 /// An allowed CORS origin: `*`, or `scheme://host[:port]` without a path.
@@ -124,13 +131,19 @@ fn check_origin(origin: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn origins() {
         for ok in ["*", "https://app.example.com", "http://localhost:3000"] {
             assert!(check_origin(ok).is_ok(), "{ok}");
         }
-        for bad in ["app.example.com", "https://app.example.com/", "https://", "ftp://x"] {
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/",
+            "https://",
+            "ftp://x",
+        ] {
             assert!(check_origin(bad).is_err(), "{bad}");
         }
     }
@@ -153,7 +166,17 @@ mod tests {
         let mut config = CollectorConfig::default();
         config
             .feedback_definitions
-            .insert("not a project".into(), Definitions::new());
+            .insert("not a project".into(), BTreeMap::new());
         assert!(config.validate().is_err());
+        let mut config = CollectorConfig::default();
+        let d: FeedbackDefinition =
+            serde_json::from_str(r#"{"type":"boolean","labels":["a"]}"#).unwrap();
+        config
+            .feedback_definitions
+            .entry("p".into())
+            .or_default()
+            .insert("thumbs".into(), d);
+        let e = config.validate().unwrap_err().to_string();
+        assert!(e.contains("p.thumbs.labels"), "{e}");
     }
 }

@@ -44,4 +44,3 @@ impl Publisher for Scripted {
         0
     }
 }
-

@@ -20,7 +20,7 @@ use axum::response::Response;
 use flywheel_auth::Action;
 use flywheel_bus::Publisher;
 use flywheel_core::ErrorCode;
-use flywheel_feedback::api::{split_batch, ItemError, Validator};
+use flywheel_feedback::api::{split_batch, BatchError, ItemError, Validator};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -203,8 +203,7 @@ async fn handle<P: Publisher>(
         ));
     }
     let body = read_decoded(headers, body, state.max_request_bytes).await?;
-    let raws = split_batch(&body).map_err(|m| IngestError::new(ErrorCode::Malformed, m))?;
-    check_batch_len(raws.len(), sink.limits().max_items)?;
+    let raws = split_batch(&body, sink.limits().max_items).map_err(batch_error)?;
     let validator = sink.validator(&project, now_unix_nano());
     let (items, results) = validate_items(kind, &raws, &validator);
     sink.count_rejected(
@@ -217,21 +216,13 @@ async fn handle<P: Publisher>(
     Ok(answer(results))
 }
 
-/// A batch holds at least one item and at most `max_items`.
-pub fn check_batch_len(len: usize, max_items: usize) -> Result<(), IngestError> {
-    if len == 0 {
-        return Err(IngestError::new(
-            ErrorCode::Malformed,
-            "the body holds no items",
-        ));
-    }
-    if len > max_items {
-        return Err(IngestError::new(
+/// A body that cannot be split into items: 400, or 413 for too many items.
+pub fn batch_error(e: BatchError) -> IngestError {
+    match e {
+        BatchError::Malformed(m) => IngestError::new(ErrorCode::Malformed, m),
+        e @ BatchError::TooManyItems { .. } => IngestError::new(
             ErrorCode::TooLarge,
-            format!(
-                "the batch holds {len} items, more than collector.feedback_limits.max_items ({max_items}); split it"
-            ),
-        ));
+            format!("{e} (collector.feedback_limits.max_items); split the batch"),
+        ),
     }
-    Ok(())
 }

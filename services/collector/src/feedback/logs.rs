@@ -18,7 +18,7 @@ use axum::response::Response;
 use flywheel_auth::{Action, Authenticator};
 use flywheel_bus::Publisher;
 use flywheel_core::{ErrorCode, ProjectId};
-use flywheel_feedback::api::Limits;
+use flywheel_feedback::api::Validator;
 use flywheel_feedback::otlp::{
     from_event, EventContext, EVENT_EVALUATION_RESULT, EVENT_FEEDBACK, EVENT_SIGNAL,
 };
@@ -75,7 +75,7 @@ pub fn event_name(record: &LogRecord) -> &str {
 }
 
 /// Converts every log record of `request` into feedback and signal items or rejections.
-pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now: i64) -> LogItems {
+pub fn convert(request: &ExportLogsServiceRequest, validator: &Validator<'_>) -> LogItems {
     let mut out = LogItems::default();
     let records = request
         .resource_logs
@@ -101,9 +101,8 @@ pub fn convert(request: &ExportLogsServiceRequest, limits: &Limits, now: i64) ->
             time_unix_nano: i64::try_from(time).unwrap_or(i64::MAX),
             index,
             origin: Origin::OtlpLog,
-            now_unix_nano: now,
         };
-        match from_event(name, &record.attributes, &ctx, limits) {
+        match from_event(name, &record.attributes, &ctx, validator) {
             Some(Ok(item)) => out.items.push(item.into()),
             Some(Err(e)) => {
                 if name == EVENT_SIGNAL {
@@ -135,7 +134,7 @@ pub async fn export<P: Publisher>(
     request: ExportLogsServiceRequest,
     transport: Transport,
 ) -> Result<ExportLogsServiceResponse, IngestError> {
-    let converted = convert(&request, sink.limits(), now_unix_nano());
+    let converted = convert(&request, &sink.validator(project, now_unix_nano()));
     drop(request);
     let invalid = ErrorCode::InvalidItem.reason();
     sink.count_rejected(
@@ -277,12 +276,15 @@ impl<P: Publisher> LogsService for LogsReceiver<P> {
                     self.sink.count_request(transport, Err(e.code));
                     Err(crate::grpc::status(&e))
                 }
-                Ok(principal) => {
-                    export(&self.sink, &principal.project, request.into_inner(), transport)
-                        .await
-                        .map(tonic::Response::new)
-                        .map_err(|e| crate::grpc::status(&e))
-                }
+                Ok(principal) => export(
+                    &self.sink,
+                    &principal.project,
+                    request.into_inner(),
+                    transport,
+                )
+                .await
+                .map(tonic::Response::new)
+                .map_err(|e| crate::grpc::status(&e)),
             };
         self.sink
             .metrics()

@@ -18,7 +18,6 @@
 pub mod endpoints;
 pub mod logs;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,10 +25,9 @@ use flywheel_bus::{Publisher, Record};
 use flywheel_core::{wire, ErrorCode, ProjectId};
 use flywheel_feedback::api::{record_key, Limits, Validator};
 use flywheel_feedback::otlp::OtlpItem;
-use flywheel_feedback::pb;
+use flywheel_feedback::{pb, Definitions};
 use prost::Message;
 
-use crate::config::Definitions;
 use crate::error::IngestError;
 use crate::metrics::{Metrics, Transport};
 use crate::publish::{Durable, TopicBatch};
@@ -109,7 +107,7 @@ pub struct FeedbackSink<P> {
     feedback_topic: String,
     signals_topic: String,
     limits: Limits,
-    definitions: BTreeMap<String, Definitions>,
+    definitions: Definitions,
 }
 
 impl<P: Publisher> FeedbackSink<P> {
@@ -118,7 +116,7 @@ impl<P: Publisher> FeedbackSink<P> {
         feedback_topic: String,
         signals_topic: String,
         limits: Limits,
-        definitions: BTreeMap<String, Definitions>,
+        definitions: Definitions,
     ) -> Self {
         Self {
             durable,

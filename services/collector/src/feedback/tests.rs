@@ -7,14 +7,14 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use flywheel_bus::PublishError;
 use flywheel_core::{wire, ErrorCode, ProjectId};
-use flywheel_feedback::api::Limits;
+use flywheel_feedback::api::{Limits, Validator};
 use flywheel_feedback::pb;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use serde_json::value::RawValue;
 
-use super::endpoints::{answer, check_batch_len, FieldError, ItemResult, ItemStatus};
+use super::endpoints::{answer, batch_error, FieldError, ItemResult, ItemStatus};
 use super::*;
 use crate::metrics::Metrics;
 use crate::test_support::Scripted;
@@ -90,10 +90,16 @@ fn all_accepted_is_200_any_rejected_is_400_with_counts() {
 }
 
 #[test]
-fn batch_length_limits() {
-    assert_eq!(check_batch_len(0, 10).unwrap_err().code, ErrorCode::Malformed);
-    assert!(check_batch_len(10, 10).is_ok());
-    let e = check_batch_len(11, 10).unwrap_err();
+fn batch_errors_are_400_or_413() {
+    let split = |body: &[u8]| {
+        flywheel_feedback::api::split_batch(body, 2)
+            .map(|items| items.len())
+            .map_err(batch_error)
+    };
+    assert_eq!(split(b"[]").unwrap_err().code, ErrorCode::Malformed);
+    assert_eq!(split(b"{not json").unwrap_err().code, ErrorCode::Malformed);
+    assert_eq!(split(br#"[{},{}]"#).unwrap(), 2);
+    let e = split(br#"{"items":[{},{},{}]}"#).unwrap_err();
     assert_eq!(e.code, ErrorCode::TooLarge);
     assert!(e.message.contains("max_items"), "{}", e.message);
 }
@@ -112,7 +118,11 @@ async fn items_go_to_their_topics_with_headers_in_one_admission() {
     let publisher = Scripted::default();
     let s = sink(publisher.clone(), 1 << 20);
     let project = ProjectId::new("team-a").unwrap();
-    let items = vec![feedback("f1", "", "c"), signal("s1"), feedback("f2", "", "")];
+    let items = vec![
+        feedback("f1", "", "c"),
+        signal("s1"),
+        feedback("f2", "", ""),
+    ];
     s.publish(&project, &items, Transport::GrpcLogs)
         .await
         .unwrap();
@@ -126,7 +136,9 @@ async fn items_go_to_their_topics_with_headers_in_one_admission() {
         wire::HEADER_ENCODING,
         wire::ENCODING_FEEDBACK_PROTO.as_bytes().to_vec()
     )));
-    assert!(headers.iter().any(|(k, _)| *k == wire::HEADER_RECEIVED_AT_NS));
+    assert!(headers
+        .iter()
+        .any(|(k, _)| *k == wire::HEADER_RECEIVED_AT_NS));
     let decoded = <pb::Feedback as prost::Message>::decode(records[1].payload.as_slice()).unwrap();
     assert_eq!(decoded.id, "f2");
     let (topic, headers, records) = &published[1];
@@ -137,8 +149,14 @@ async fn items_go_to_their_topics_with_headers_in_one_admission() {
         wire::ENCODING_SIGNAL_PROTO.as_bytes().to_vec()
     )));
     let accepted = &s.metrics().items_accepted;
-    assert_eq!(accepted.with_label_values(&["feedback", "grpc_logs"]).get(), 2);
-    assert_eq!(accepted.with_label_values(&["signal", "grpc_logs"]).get(), 1);
+    assert_eq!(
+        accepted.with_label_values(&["feedback", "grpc_logs"]).get(),
+        2
+    );
+    assert_eq!(
+        accepted.with_label_values(&["signal", "grpc_logs"]).get(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -189,8 +207,12 @@ async fn the_in_flight_budget_is_shared_with_spans() {
         let s = s.clone();
         let item = Item::Feedback(big.clone());
         tokio::spawn(async move {
-            s.publish(&ProjectId::default_project(), &[item], Transport::HttpFeedback)
-                .await
+            s.publish(
+                &ProjectId::default_project(),
+                &[item],
+                Transport::HttpFeedback,
+            )
+            .await
         })
     };
     while s.metrics().in_flight_bytes.get() == 0 {
@@ -263,15 +285,26 @@ fn plain_log_records_are_refused_by_index_and_counted() {
             ..Default::default()
         },
     ]);
-    let out = logs::convert(&request, &Limits::default(), 1_700_000_000_000_000_000);
+    let limits = Limits::default();
+    let validator = Validator {
+        limits: &limits,
+        definitions: None,
+        now_unix_nano: 1_700_000_000_000_000_000,
+    };
+    let out = logs::convert(&request, &validator);
     assert!(out.items.is_empty());
     assert_eq!(out.not_events, 2);
     assert_eq!(out.rejections.count(), 2);
     let message = out.rejections.message();
     assert!(message.contains("log record 0"), "{message}");
-    assert!(message.contains("log record 1: event name \"http.request\""), "{message}");
     assert!(
-        message.contains("stores only gen_ai.evaluation.result, flywheel.feedback and flywheel.signal events"),
+        message.contains("log record 1: event name \"http.request\""),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "stores only gen_ai.evaluation.result, flywheel.feedback and flywheel.signal events"
+        ),
         "{message}"
     );
 }
@@ -285,4 +318,80 @@ fn client_ids_of_rejected_items_are_echoed() {
     );
     assert_eq!(endpoints::client_id(&raw(r#"{"id":7}"#)), None);
     assert_eq!(endpoints::client_id(&raw("[1]")), None);
+}
+
+const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+
+#[test]
+fn a_batch_is_validated_item_by_item_and_ids_are_generated() {
+    let limits = Limits::default();
+    let validator = Validator {
+        limits: &limits,
+        definitions: None,
+        now_unix_nano: 1_796_000_000_000_000_000,
+    };
+    let body = format!(
+        r#"[{{"id":"client-1","trace_id":"{TRACE}","name":"thumbs","value":true}},
+            {{"id":"client-2","trace_id":"xyz","name":"thumbs","value":true}},
+            {{"trace_id":"{TRACE}","name":"helpfulness","value":4}}]"#
+    );
+    let raws = flywheel_feedback::api::split_batch(body.as_bytes(), 10).unwrap();
+    let (items, results) = endpoints::validate_items(Kind::Feedback, &raws, &validator);
+    assert_eq!(items.len(), 2);
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0].id.as_deref(), Some("client-1"));
+    assert_eq!(results[0].status, ItemStatus::Accepted);
+    assert_eq!(results[1].status, ItemStatus::Rejected);
+    assert_eq!(results[1].id.as_deref(), Some("client-2"));
+    assert_eq!(results[1].error.as_ref().unwrap().field, "trace_id");
+    let generated = results[2].id.clone().unwrap();
+    assert!(!generated.is_empty());
+    assert_eq!(items[1].id(), generated);
+    assert_eq!(items[1].to_record().key, TRACE.as_bytes());
+}
+
+#[test]
+fn feedback_log_records_become_items_with_the_record_ids() {
+    let limits = Limits::default();
+    let validator = Validator {
+        limits: &limits,
+        definitions: None,
+        now_unix_nano: 1_796_000_000_000_000_000,
+    };
+    let feedback_record = LogRecord {
+        event_name: "flywheel.feedback".into(),
+        trace_id: hex::decode(TRACE).unwrap(),
+        span_id: hex::decode("b7ad6b7169203331").unwrap(),
+        time_unix_nano: 1_795_000_000_000_000_000,
+        attributes: vec![
+            string_kv("flywheel.feedback.name", "thumbs"),
+            string_kv("flywheel.feedback.value", "up"),
+        ],
+        ..Default::default()
+    };
+    let bad_signal = LogRecord {
+        attributes: vec![
+            string_kv("event.name", "flywheel.signal"),
+            string_kv("flywheel.signal.type", "teleport"),
+        ],
+        trace_id: hex::decode(TRACE).unwrap(),
+        ..Default::default()
+    };
+    let out = logs::convert(&logs(vec![feedback_record, bad_signal]), &validator);
+    assert_eq!(out.items.len(), 1);
+    let Item::Feedback(f) = &out.items[0] else {
+        panic!("not feedback: {:?}", out.items[0]);
+    };
+    assert_eq!(f.origin(), pb::Origin::OtlpLog);
+    let subject = f.subject.as_ref().unwrap();
+    assert_eq!(subject.trace_id, TRACE);
+    assert_eq!(subject.span_id, "b7ad6b7169203331");
+    assert_eq!(f.time_unix_nano, 1_795_000_000_000_000_000);
+    assert_eq!(out.invalid_signals, 1);
+    assert_eq!(out.not_events, 0);
+    let message = out.rejections.message();
+    assert!(
+        message.contains("log record 1 (flywheel.signal): flywheel.signal.type"),
+        "{message}"
+    );
 }
