@@ -36,7 +36,7 @@ struct Cli {
 enum Command {
     /// Run the collector: OTLP/HTTP and OTLP/gRPC receivers publishing to Kafka.
     Collector,
-    /// Run the ingester: spans from Kafka into ClickHouse.
+    /// Run the ingester: spans, feedback and signals from Kafka into ClickHouse.
     Ingester,
     /// Run every service in one process (applies pending migrations first).
     All,
@@ -46,6 +46,13 @@ enum Command {
     /// ingester.prices_file) for calls since a time.
     Reprice {
         /// RFC 3339 time or date (`2026-11-01`, `2026-11-01T00:00:00Z`).
+        #[arg(long)]
+        since: String,
+    },
+    /// Derive implicit signals (regenerate, stop, conversation_end) from llm_calls since a
+    /// time, as the ingester does periodically (docs/SIGNALS.md); inserts only new ones.
+    DeriveSignals {
+        /// RFC 3339 time or date, or a duration back from now (`2h`, `7d`, `90m`).
         #[arg(long)]
         since: String,
     },
@@ -98,6 +105,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("repriced llm_calls since {since}");
             Ok(())
         }
+        Command::DeriveSignals { since } => {
+            let since_ns = parse_since_or_ago(&since)?;
+            let counts = runtime.block_on(flywheel_ingester::derive_signals(
+                &config.ingester,
+                &config.clickhouse,
+                since_ns,
+            ))?;
+            for (kind, n) in counts {
+                println!("{kind}: {n} new");
+            }
+            Ok(())
+        }
         Command::CheckConfig => {
             println!("configuration ok");
             Ok(())
@@ -123,6 +142,24 @@ fn parse_since(s: &str) -> anyhow::Result<i64> {
             .to_utc()
     };
     t.timestamp_nanos_opt().context("--since is out of range")
+}
+
+/// Like [`parse_since`], or a duration back from now: a number and `s`, `m`, `h` or `d`.
+fn parse_since_or_ago(s: &str) -> anyhow::Result<i64> {
+    let unit = match s.chars().last() {
+        Some('s') => 1,
+        Some('m') => 60,
+        Some('h') => 3_600,
+        Some('d') => 86_400,
+        _ => return parse_since(s),
+    };
+    let Ok(n) = s[..s.len() - 1].parse::<i64>() else {
+        return parse_since(s);
+    };
+    let now = chrono::Utc::now()
+        .timestamp_nanos_opt()
+        .context("the clock is out of range")?;
+    Ok(now - n.saturating_mul(unit).saturating_mul(1_000_000_000))
 }
 
 /// The services `flywheel` can run.
@@ -243,4 +280,29 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
     result?;
     tracing::info!("flywheel stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_dates_times_and_durations_back_from_now() {
+        assert_eq!(
+            parse_since_or_ago("2026-11-01").unwrap(),
+            1_793_491_200_000_000_000
+        );
+        assert_eq!(
+            parse_since_or_ago("2026-11-01T00:00:10Z").unwrap(),
+            1_793_491_210_000_000_000
+        );
+        let (day, hour) = (
+            parse_since_or_ago("1d").unwrap(),
+            parse_since_or_ago("1h").unwrap(),
+        );
+        // Read in that order, so `hour` saw a clock no earlier than `day` did.
+        assert!(hour - day >= 23 * 3_600_000_000_000, "{day} {hour}");
+        assert!(parse_since_or_ago("last tuesday").is_err());
+        assert!(parse_since_or_ago("xh").is_err());
+    }
 }

@@ -26,6 +26,10 @@ fn exported() -> BTreeSet<String> {
         ingester::CONSUMER_LAG,
         ingester::EVENT_TO_STORED,
         ingester::UNKNOWN_MODEL_PRICES,
+        ingester::INVALID_SPAN_EVENTS,
+        ingester::DERIVED_SIGNALS,
+        ingester::DERIVE_RUNS,
+        ingester::DERIVE_ERRORS,
     ];
     let mut names = BTreeSet::new();
     for base in bases {

@@ -243,9 +243,11 @@ async fn poison_message_goes_to_dead_letters_and_the_rest_flows() {
             .unwrap()
             .contains("decode")
     );
-    assert!(ingester
-        .metrics()
-        .contains("flywheel_ingester_dead_letters_total 1"));
+    let dead_line = format!(
+        "flywheel_ingester_dead_letters_total{{topic=\"{}\"}} 1",
+        p.topic
+    );
+    assert!(ingester.metrics().contains(&dead_line));
     assert_eq!(p.count(EXACT).await, 4);
     p.drop_database().await;
 }

@@ -19,6 +19,8 @@ pub struct Pipeline {
     pub brokers: String,
     pub clickhouse: String,
     pub topic: String,
+    pub feedback_topic: String,
+    pub signals_topic: String,
     pub group: String,
     pub dead_letters: String,
     pub database: String,
@@ -31,6 +33,8 @@ impl Pipeline {
             brokers: brokers.to_string(),
             clickhouse: clickhouse.to_string(),
             topic: format!("test.spans.{id}"),
+            feedback_topic: format!("test.feedback.{id}"),
+            signals_topic: format!("test.signals.{id}"),
             group: format!("test-ingester-{id}"),
             dead_letters: format!("test.dlq.{id}"),
             database: format!("test_{id}"),
@@ -44,6 +48,22 @@ impl Pipeline {
             ("FLYWHEEL_KAFKA__HEALTH_INTERVAL_MS", "200".into()),
             ("FLYWHEEL_COLLECTOR__SPANS_TOPIC", self.topic.clone()),
             ("FLYWHEEL_INGESTER__SPANS_TOPIC", self.topic.clone()),
+            (
+                "FLYWHEEL_COLLECTOR__FEEDBACK_TOPIC",
+                self.feedback_topic.clone(),
+            ),
+            (
+                "FLYWHEEL_COLLECTOR__SIGNALS_TOPIC",
+                self.signals_topic.clone(),
+            ),
+            (
+                "FLYWHEEL_INGESTER__FEEDBACK_TOPIC",
+                self.feedback_topic.clone(),
+            ),
+            (
+                "FLYWHEEL_INGESTER__SIGNALS_TOPIC",
+                self.signals_topic.clone(),
+            ),
             ("FLYWHEEL_INGESTER__GROUP_ID", self.group.clone()),
             (
                 "FLYWHEEL_INGESTER__DEAD_LETTER_TOPIC",
@@ -71,22 +91,25 @@ impl Pipeline {
 
     /// Runs `flywheel migrate` for this pipeline's database.
     pub fn migrate(&self) {
-        let out = Command::new(env!("CARGO_BIN_EXE_flywheel"))
-            .arg("migrate")
-            .envs(self.env())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "migrate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.run_cli(&["migrate"]);
     }
 
     pub fn client(&self) -> clickhouse::Client {
         clickhouse::Client::default()
             .with_url(&self.clickhouse)
             .with_database(&self.database)
+    }
+
+    /// Rows of `sql` (e.g. `SELECT ?fields FROM feedback FINAL`) from this pipeline's database.
+    pub async fn rows<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        self.client()
+            .query(sql)
+            .fetch_all()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// `SELECT <expr>` from this pipeline's database, as one u64.
@@ -112,6 +135,75 @@ impl Pipeline {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// A producer that creates this pipeline's topics, ready to publish.
+    pub fn producer(&self) -> flywheel_bus::KafkaPublisher {
+        use flywheel_bus::Publisher as _;
+        let kafka = flywheel_bus::KafkaConfig {
+            brokers: self.brokers.clone(),
+            ..flywheel_bus::KafkaConfig::default()
+        };
+        let topics = vec![
+            self.topic.clone(),
+            self.feedback_topic.clone(),
+            self.signals_topic.clone(),
+        ];
+        let publisher = flywheel_bus::KafkaPublisher::start(
+            &kafka,
+            topics,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .unwrap();
+        wait_until(Duration::from_secs(30), "producer ready", || {
+            publisher.is_ready()
+        });
+        publisher
+    }
+
+    /// Publishes one message to `topic` with the collector's headers (project and receive
+    /// time).
+    pub async fn produce(
+        &self,
+        publisher: &flywheel_bus::KafkaPublisher,
+        topic: &str,
+        project: &str,
+        received_at_ns: i64,
+        key: &[u8],
+        payload: Vec<u8>,
+    ) {
+        use flywheel_bus::Publisher as _;
+        let headers: &flywheel_bus::Headers = &[
+            ("flywheel.project", project.as_bytes().to_vec()),
+            (
+                "flywheel.received_at_ns",
+                received_at_ns.to_string().into_bytes(),
+            ),
+        ];
+        let record = flywheel_bus::Record {
+            key: key.to_vec(),
+            payload,
+        };
+        publisher
+            .publish(topic, headers, vec![record])
+            .await
+            .unwrap();
+    }
+
+    /// Runs `flywheel <args>` with this pipeline's environment; returns stdout, panics on
+    /// failure.
+    pub fn run_cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_flywheel"))
+            .args(args)
+            .envs(self.env())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "flywheel {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 
     pub async fn drop_database(&self) {

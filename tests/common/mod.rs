@@ -32,6 +32,29 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// An OTLP attribute.
+pub fn kv(
+    key: &str,
+    value: opentelemetry_proto::tonic::common::v1::any_value::Value,
+) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    opentelemetry_proto::tonic::common::v1::KeyValue {
+        key: key.into(),
+        value: Some(opentelemetry_proto::tonic::common::v1::AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+/// The wall clock in Unix nanoseconds (for headers and crafted span times, never asserted on).
+pub fn now_ns() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    )
+    .unwrap()
+}
+
 pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

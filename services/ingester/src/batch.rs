@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use flywheel_schema::rows::{LlmCallRow, OtelTraceRow};
+use crate::map::Rows;
 
 /// The ClickHouse `insert_deduplication_token` of a batch.
 pub fn dedup_token(topic: &str, partition: i32, first: i64, last: i64) -> String {
@@ -22,8 +22,7 @@ pub fn dedup_token(topic: &str, partition: i32, first: i64, last: i64) -> String
 pub struct Batch {
     pub first: i64,
     pub last: i64,
-    pub traces: Vec<OtelTraceRow>,
-    pub calls: Vec<LlmCallRow>,
+    pub rows: Rows,
     /// Collector receipt times (ns) of the batch's messages, for the latency histogram.
     pub received_at_ns: Vec<u64>,
     /// Bytes of the Kafka messages in the batch (a proxy for its memory).
@@ -36,8 +35,7 @@ impl Batch {
         Self {
             first: offset,
             last: offset,
-            traces: Vec::new(),
-            calls: Vec::new(),
+            rows: Rows::default(),
             received_at_ns: Vec::new(),
             bytes: 0,
             opened: Instant::now(),
@@ -86,7 +84,7 @@ impl Partition {
     pub fn flushable(&self, limits: &Limits) -> bool {
         match (&self.batch, self.replay_until) {
             (Some(b), None) => {
-                b.traces.len() >= limits.max_rows
+                b.rows.items() >= limits.max_rows
                     || b.bytes >= limits.max_bytes
                     || b.opened.elapsed() >= limits.max_age
             }

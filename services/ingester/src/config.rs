@@ -14,9 +14,14 @@ pub struct IngesterConfig {
     pub group_id: String,
     /// Topic of OTLP span messages.
     pub spans_topic: String,
-    /// Where undecodable messages are copied (with their partition, offset and error).
+    /// Topic of `flywheel.v1.Feedback` messages (written to `feedback`).
+    pub feedback_topic: String,
+    /// Topic of `flywheel.v1.Signal` messages (written to `signals`).
+    pub signals_topic: String,
+    /// Where undecodable messages of every consumed topic are copied (with their source topic,
+    /// partition, offset and error).
     pub dead_letter_topic: String,
-    /// A partition's batch is inserted when it holds this many spans...
+    /// A partition's batch is inserted when it holds this many items (spans, feedback, signals)...
     pub batch_max_rows: usize,
     /// ...or holds this many bytes of messages...
     pub batch_max_bytes: usize,
@@ -34,6 +39,19 @@ pub struct IngesterConfig {
     /// Kafka consumer session timeout: how long a crashed ingester keeps its partitions before
     /// the group hands them to another instance.
     pub session_timeout_ms: u32,
+    /// Derive implicit signals (`source = heuristic`) from `llm_calls` periodically
+    /// (docs/SIGNALS.md). Several instances may all derive: ids are deterministic.
+    pub derive_signals: bool,
+    /// Seconds between two derivation runs.
+    pub derive_interval_s: u64,
+    /// Each run looks at calls that started this many seconds ago or later (must exceed
+    /// `conversation_idle_s`; late spans are caught as long as they arrive within it).
+    pub derive_lookback_s: u64,
+    /// Two calls of one conversation with the same input within this many seconds: the
+    /// earlier answer was regenerated.
+    pub regenerate_window_s: u64,
+    /// A conversation without a call for this many seconds has ended.
+    pub conversation_idle_s: u64,
     /// Fault injection for tests only: abort the process right after the N-th successful
     /// insert, before its offsets are committed (0 = never).
     pub test_crash_after_inserts: u64,
@@ -44,6 +62,8 @@ impl Default for IngesterConfig {
         Self {
             group_id: "flywheel-ingester".to_string(),
             spans_topic: flywheel_core::wire::TOPIC_SPANS.to_string(),
+            feedback_topic: flywheel_core::wire::TOPIC_FEEDBACK.to_string(),
+            signals_topic: flywheel_core::wire::TOPIC_SIGNALS.to_string(),
             dead_letter_topic: "flywheel.spans.dlq".to_string(),
             batch_max_rows: 20_000,
             batch_max_bytes: 32 * 1024 * 1024,
@@ -54,6 +74,11 @@ impl Default for IngesterConfig {
             capture_content: true,
             capture_content_projects: BTreeMap::new(),
             session_timeout_ms: 30_000,
+            derive_signals: true,
+            derive_interval_s: 60,
+            derive_lookback_s: 3 * 3600,
+            regenerate_window_s: 300,
+            conversation_idle_s: 1800,
             test_crash_after_inserts: 0,
         }
     }
@@ -67,11 +92,38 @@ impl Validate for IngesterConfig {
                 "must not be empty",
             ));
         }
-        if self.spans_topic == self.dead_letter_topic {
+        let topics = [&self.spans_topic, &self.feedback_topic, &self.signals_topic];
+        if topics.iter().any(|t| t.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                "ingester.feedback_topic",
+                "spans_topic, feedback_topic and signals_topic must not be empty",
+            ));
+        }
+        if topics.contains(&&self.dead_letter_topic) {
             return Err(ConfigError::invalid(
                 "ingester.dead_letter_topic",
-                "must differ from ingester.spans_topic",
+                "must differ from the spans, feedback and signals topics",
             ));
+        }
+        if topics[0] == topics[1] || topics[0] == topics[2] || topics[1] == topics[2] {
+            return Err(ConfigError::invalid(
+                "ingester.signals_topic",
+                "spans_topic, feedback_topic and signals_topic must all differ",
+            ));
+        }
+        if self.derive_signals {
+            if self.derive_interval_s == 0 || self.regenerate_window_s == 0 {
+                return Err(ConfigError::invalid(
+                    "ingester.derive_interval_s",
+                    "derive_interval_s and regenerate_window_s must be positive",
+                ));
+            }
+            if self.derive_lookback_s <= self.conversation_idle_s {
+                return Err(ConfigError::invalid(
+                    "ingester.derive_lookback_s",
+                    "must exceed conversation_idle_s (an ended conversation must still be in view)",
+                ));
+            }
         }
         if self.batch_max_rows == 0 {
             return Err(ConfigError::invalid(
@@ -106,5 +158,46 @@ impl IngesterConfig {
             .get(project)
             .copied()
             .unwrap_or(self.capture_content)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(config: &IngesterConfig) -> Option<String> {
+        match config.validate() {
+            Err(ConfigError::Invalid { field, .. }) => Some(field),
+            Err(e) => panic!("{e}"),
+            Ok(()) => None,
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(field(&IngesterConfig::default()), None);
+    }
+
+    #[test]
+    fn topics_must_all_differ() {
+        let mut c = IngesterConfig {
+            feedback_topic: IngesterConfig::default().spans_topic,
+            ..IngesterConfig::default()
+        };
+        assert_eq!(field(&c).as_deref(), Some("ingester.signals_topic"));
+        c.feedback_topic = c.dead_letter_topic.clone();
+        assert_eq!(field(&c).as_deref(), Some("ingester.dead_letter_topic"));
+    }
+
+    #[test]
+    fn lookback_must_cover_the_idle_time_when_deriving() {
+        let mut c = IngesterConfig {
+            derive_lookback_s: 600,
+            conversation_idle_s: 1800,
+            ..IngesterConfig::default()
+        };
+        assert_eq!(field(&c).as_deref(), Some("ingester.derive_lookback_s"));
+        c.derive_signals = false;
+        assert_eq!(field(&c), None);
     }
 }

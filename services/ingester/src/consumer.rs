@@ -1,49 +1,55 @@
-//! The consume loop: Kafka -> per-partition batches -> ClickHouse -> offset commit.
+//! The consume loop: Kafka (spans, feedback and signals topics) -> per-partition batches ->
+//! ClickHouse -> offset commit. Every topic goes through the same machinery (markers, tokens
+//! and commits are per topic and partition); only decoding differs ([`crate::message`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use flywheel_bus::{Headers, KafkaPublisher, Publisher, Record};
-use flywheel_core::{wire, ProjectId};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message as _;
+use flywheel_bus::KafkaPublisher;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers as _, Message};
+use rdkafka::message::Message as _;
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{dedup_token, Partition};
 use crate::map::Mapper;
+use crate::message::{Content, Incoming, Kind, Topics};
 use crate::metrics::Metrics;
 use crate::writer::Writer;
 use crate::IngesterConfig;
 use flywheel_schema::rows::IngestBatchRow;
 
+/// A partition of one of the consumed topics.
+pub type Key = (Kind, i32);
+
 /// Partition assignment changes, recorded by librdkafka's callback for the loop to apply.
 #[derive(Debug)]
 pub enum Change {
-    Assigned(Vec<i32>),
-    Revoked(Vec<i32>),
+    Assigned(Vec<Key>),
+    Revoked(Vec<Key>),
 }
 
 pub struct IngestContext {
-    topic: String,
+    topics: Topics,
     changes: Changes,
     metrics: Metrics,
 }
 
 impl ClientContext for IngestContext {
     fn stats(&self, statistics: Statistics) {
-        if let Some(topic) = statistics.topics.get(&self.topic) {
+        for name in self.topics.names() {
+            let Some(topic) = statistics.topics.get(name) else {
+                continue;
+            };
             for (id, p) in &topic.partitions {
                 if *id >= 0 && p.consumer_lag >= 0 {
                     self.metrics
                         .consumer_lag
-                        .with_label_values(&[&id.to_string()])
+                        .with_label_values(&[name, &id.to_string()])
                         .set(p.consumer_lag);
                 }
             }
@@ -58,9 +64,9 @@ impl ConsumerContext for IngestContext {
         rebalance: &Rebalance<'_>,
     ) {
         let partitions = |tpl: &TopicPartitionList| {
-            tpl.elements_for_topic(&self.topic)
+            tpl.elements()
                 .iter()
-                .map(|e| e.partition())
+                .filter_map(|e| Some((self.topics.kind(e.topic())?, e.partition())))
                 .collect::<Vec<_>>()
         };
         let change = match rebalance {
@@ -84,7 +90,8 @@ pub type IngestConsumer = StreamConsumer<IngestContext>;
 /// Assignment changes shared between librdkafka's callback and the loop.
 pub type Changes = Arc<Mutex<Vec<Change>>>;
 
-/// Creates the group consumer (manual commits, statistics for the lag gauge).
+/// Creates the group consumer on the spans, feedback and signals topics (manual commits,
+/// statistics for the lag gauge).
 pub fn create_consumer(
     kafka: &flywheel_bus::KafkaConfig,
     config: &IngesterConfig,
@@ -102,13 +109,17 @@ pub fn create_consumer(
         .set("max.poll.interval.ms", "600000")
         .set("session.timeout.ms", config.session_timeout_ms.to_string())
         // Bound the prefetch queue (per partition): batches are the memory that matters.
-        .set("queued.max.messages.kbytes", "16384");
+        .set("queued.max.messages.kbytes", "16384")
+        // A subscribed topic created after start-up (e.g. feedback, before any was sent) is
+        // picked up within this time.
+        .set("topic.metadata.refresh.interval.ms", "10000");
+    let topics = Topics::new(config);
     let consumer: IngestConsumer = client.create_with_context(IngestContext {
-        topic: config.spans_topic.clone(),
+        topics: topics.clone(),
         changes: changes.clone(),
         metrics,
     })?;
-    consumer.subscribe(&[&config.spans_topic])?;
+    consumer.subscribe(&topics.names())?;
     Ok((consumer, changes))
 }
 
@@ -121,32 +132,10 @@ pub struct Ingest {
     pub mapper: Mapper,
     pub dead_letters: KafkaPublisher,
     pub metrics: Metrics,
-    pub partitions: HashMap<i32, Partition>,
+    pub topics: Topics,
+    pub partitions: HashMap<Key, Partition>,
     /// Successful inserts so far (for the test fault point).
     pub inserts: u64,
-}
-
-/// A message's fields, copied out of librdkafka's buffer.
-struct Incoming {
-    partition: i32,
-    offset: i64,
-    /// Decoded straight from librdkafka's buffer; only an undecodable message is copied.
-    decoded: Result<ExportTraceServiceRequest, Undecodable>,
-    size: usize,
-    project: ProjectId,
-    received_at_ns: Option<u64>,
-}
-
-/// A message that is not an OTLP request, kept whole for the dead-letter topic.
-struct Undecodable {
-    error: String,
-    key: Vec<u8>,
-    payload: Vec<u8>,
-}
-
-fn header<'a, M: Message>(m: &'a M, name: &str) -> Option<&'a [u8]> {
-    let headers = m.headers()?;
-    headers.iter().find(|h| h.key == name).and_then(|h| h.value)
 }
 
 impl Ingest {
@@ -164,23 +153,10 @@ impl Ingest {
                 _ = shutdown.cancelled() => break,
                 message = self.consumer.recv() => match message {
                     Ok(m) => {
-                        let payload = m.payload().unwrap_or_default();
-                        let incoming = Incoming {
-                            partition: m.partition(),
-                            offset: m.offset(),
-                            decoded: ExportTraceServiceRequest::decode(payload).map_err(|e| Undecodable {
-                                error: e.to_string(),
-                                key: m.key().unwrap_or_default().to_vec(),
-                                payload: payload.to_vec(),
-                            }),
-                            size: payload.len(),
-                            project: header(&m, wire::HEADER_PROJECT)
-                                .and_then(|v| std::str::from_utf8(v).ok())
-                                .and_then(|v| ProjectId::new(v).ok())
-                                .unwrap_or_else(ProjectId::default_project),
-                            received_at_ns: header(&m, wire::HEADER_RECEIVED_AT_NS)
-                                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok()),
+                        let Some(kind) = self.topics.kind(m.topic()) else {
+                            continue; // not subscribed (cannot happen)
                         };
+                        let incoming = crate::message::incoming(&m, kind);
                         drop(m);
                         self.apply_changes();
                         self.handle(incoming, &shutdown).await;
@@ -193,18 +169,18 @@ impl Ingest {
                 _ = tick.tick() => {}
             }
             self.apply_changes();
-            let due: Vec<i32> = self
+            let due: Vec<Key> = self
                 .partitions
                 .iter()
                 .filter(|(_, p)| p.flushable(&limits))
                 .map(|(id, _)| *id)
                 .collect();
-            for partition in due {
-                self.flush(partition, &shutdown).await;
+            for key in due {
+                self.flush(key, &shutdown).await;
             }
         }
         // Graceful shutdown: insert what is complete (not replays cut short), commit, leave.
-        let open: Vec<i32> = self
+        let open: Vec<Key> = self
             .partitions
             .iter()
             .filter(|(_, p)| p.batch.is_some() && p.replay_until.is_none())
@@ -213,10 +189,10 @@ impl Ingest {
         let no_cancel = CancellationToken::new();
         let deadline = tokio::time::sleep(Duration::from_secs(30));
         tokio::pin!(deadline);
-        for partition in open {
+        for key in open {
             tokio::select! {
                 _ = &mut deadline => { tracing::warn!("shutdown flush timed out; uncommitted batches will be replayed"); break; }
-                _ = self.flush(partition, &no_cancel) => {}
+                _ = self.flush(key, &no_cancel) => {}
             }
         }
         tracing::info!("ingester stopped");
@@ -236,23 +212,21 @@ impl Ingest {
     }
 
     /// Reads the committed offset and the last batch marker of a newly seen partition.
-    async fn open_partition(&self, partition: i32, shutdown: &CancellationToken) -> Partition {
+    async fn open_partition(&self, key: Key, shutdown: &CancellationToken) -> Partition {
+        let (topic, partition) = (self.topics.name(key.0), key.1);
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.config.spans_topic, partition);
+        tpl.add_partition(topic, partition);
         let committed = tokio::task::block_in_place(|| {
             self.consumer
                 .committed_offsets(tpl, Duration::from_secs(10))
         });
         let committed = match committed {
-            Ok(list) => match list
-                .find_partition(&self.config.spans_topic, partition)
-                .map(|e| e.offset())
-            {
+            Ok(list) => match list.find_partition(topic, partition).map(|e| e.offset()) {
                 Some(Offset::Offset(o)) => o,
                 _ => 0,
             },
             Err(e) => {
-                tracing::warn!(error = %e, partition, "cannot read the committed offset");
+                tracing::warn!(error = %e, topic, partition, "cannot read the committed offset");
                 0
             }
         };
@@ -262,14 +236,14 @@ impl Ingest {
             match crate::writer::last_marker(
                 self.writer.client(),
                 &self.config.group_id,
-                &self.config.spans_topic,
+                topic,
                 partition,
             )
             .await
             {
                 Ok(m) => break m,
                 Err(e) => {
-                    tracing::warn!(error = %e, partition, "cannot read the batch marker, will retry");
+                    tracing::warn!(error = %e, topic, partition, "cannot read the batch marker, will retry");
                     tokio::select! {
                         _ = shutdown.cancelled() => break None,
                         _ = tokio::time::sleep(delay) => {}
@@ -280,6 +254,7 @@ impl Ingest {
         };
         let replay_until = marker.and_then(|(first, last)| (first == committed).then_some(last));
         tracing::debug!(
+            topic,
             partition,
             committed,
             ?marker,
@@ -288,6 +263,7 @@ impl Ingest {
         );
         if let Some(end) = replay_until {
             tracing::info!(
+                topic,
                 partition,
                 committed,
                 end,
@@ -302,16 +278,18 @@ impl Ingest {
     }
 
     async fn handle(&mut self, m: Incoming, shutdown: &CancellationToken) {
-        if !self.partitions.contains_key(&m.partition) {
-            let state = self.open_partition(m.partition, shutdown).await;
-            self.partitions.insert(m.partition, state);
+        let key = (m.kind, m.partition);
+        if !self.partitions.contains_key(&key) {
+            let state = self.open_partition(key, shutdown).await;
+            self.partitions.insert(key, state);
         }
         if self
             .partitions
-            .get(&m.partition)
+            .get(&key)
             .is_some_and(|p| m.offset < p.committed)
         {
             tracing::debug!(
+                topic = self.topics.name(m.kind),
                 partition = m.partition,
                 offset = m.offset,
                 "skipping an already committed offset"
@@ -321,102 +299,64 @@ impl Ingest {
         let received_at_ns = m
             .received_at_ns
             .map_or(0, |v| i64::try_from(v).unwrap_or(i64::MAX));
-        let rows = match m.decoded {
-            Ok(request) => {
+        let rows = match m.content {
+            Ok(Content::Spans(request)) => {
                 Some(
                     self.mapper
                         .map(request, &m.project, received_at_ns, &self.metrics),
                 )
             }
+            Ok(Content::Rows(rows)) => Some(rows),
             Err(bad) => {
-                self.dead_letter(m.partition, m.offset, &m.project, bad, shutdown)
-                    .await;
+                let from = crate::dead_letter::Origin {
+                    topic: self.topics.name(m.kind),
+                    partition: m.partition,
+                    offset: m.offset,
+                    project: &m.project,
+                };
+                crate::dead_letter::send(
+                    &self.dead_letters,
+                    &self.config,
+                    &self.metrics,
+                    from,
+                    bad,
+                    shutdown,
+                )
+                .await;
                 None
             }
         };
-        let Some(state) = self.partitions.get_mut(&m.partition) else {
+        let Some(state) = self.partitions.get_mut(&key) else {
             return;
         };
         let (batch, replay_done) = state.push(m.offset);
         batch.bytes += m.size;
         if let Some(rows) = rows {
-            batch.traces.extend(rows.traces);
-            batch.calls.extend(rows.calls);
+            batch.rows.extend(rows);
             batch.received_at_ns.extend(m.received_at_ns);
         }
         if replay_done {
-            self.flush(m.partition, shutdown).await;
+            self.flush(key, shutdown).await;
         }
     }
 
-    /// Copies an undecodable message to the dead-letter topic (retrying until it is there, so
-    /// that committing past it never loses it).
-    async fn dead_letter(
-        &self,
-        partition: i32,
-        offset: i64,
-        project: &ProjectId,
-        bad: Undecodable,
-        shutdown: &CancellationToken,
-    ) {
-        tracing::error!(partition, offset, error = %bad.error, "undecodable span message, sending to dead letters");
-        let headers: &Headers = &[
-            (
-                "flywheel.dlq.source_topic",
-                self.config.spans_topic.clone().into_bytes(),
-            ),
-            ("flywheel.dlq.partition", partition.to_string().into_bytes()),
-            ("flywheel.dlq.offset", offset.to_string().into_bytes()),
-            ("flywheel.dlq.error", bad.error.into_bytes()),
-            (wire::HEADER_PROJECT, project.as_str().as_bytes().to_vec()),
-        ];
-        let record = Record {
-            key: bad.key,
-            payload: bad.payload,
-        };
-        let mut delay = Duration::from_millis(self.config.retry_initial_ms);
-        loop {
-            match self
-                .dead_letters
-                .publish(
-                    &self.config.dead_letter_topic,
-                    headers,
-                    vec![record.clone()],
-                )
-                .await
-            {
-                Ok(()) => {
-                    self.metrics.dead_letters.inc();
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot write dead letter, will retry");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_millis(self.config.retry_max_ms));
-                }
-            }
-        }
-    }
-
-    fn commit(&self, partition: i32, offset: i64) -> Result<(), KafkaError> {
+    fn commit(&self, key: Key, offset: i64) -> Result<(), KafkaError> {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.config.spans_topic, partition, Offset::Offset(offset))?;
+        tpl.add_partition_offset(self.topics.name(key.0), key.1, Offset::Offset(offset))?;
         tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync))
     }
 
     /// Records the range, inserts it, commits past it.
-    async fn flush(&mut self, partition: i32, shutdown: &CancellationToken) {
-        let Some(state) = self.partitions.get_mut(&partition) else {
+    async fn flush(&mut self, key: Key, shutdown: &CancellationToken) {
+        let partition = key.1;
+        let Some(state) = self.partitions.get_mut(&key) else {
             return;
         };
         let Some(batch) = state.batch.take() else {
             return;
         };
         state.replay_until = Some(batch.last); // until committed, a crash replays this range
-        let topic = self.config.spans_topic.clone();
+        let topic = self.topics.name(key.0).to_string();
         let marker = IngestBatchRow {
             consumer_group: self.config.group_id.clone(),
             topic: topic.clone(),
@@ -427,7 +367,7 @@ impl Ingest {
         let token = dedup_token(&topic, partition, batch.first, batch.last);
         if self
             .writer
-            .insert(&marker, &token, &batch.traces, &batch.calls, shutdown)
+            .insert(&marker, &token, &batch.rows, shutdown)
             .await
             .is_err()
         {
@@ -445,9 +385,9 @@ impl Ingest {
         // Commit before anything else happens on this partition: a later batch's marker would
         // no longer start at the committed offset, and its replay would not be recognised.
         let mut delay = Duration::from_millis(self.config.retry_initial_ms);
-        while let Err(e) = self.commit(partition, batch.last + 1) {
+        while let Err(e) = self.commit(key, batch.last + 1) {
             self.apply_changes();
-            if !self.partitions.contains_key(&partition) || shutdown.is_cancelled() {
+            if !self.partitions.contains_key(&key) || shutdown.is_cancelled() {
                 // Revoked or stopping: the next owner replays the range under the same token.
                 tracing::warn!(error = %e, partition, "commit after insert failed; the range will be replayed and deduplicated");
                 return;
@@ -456,20 +396,19 @@ impl Ingest {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(self.config.retry_max_ms));
         }
-        if let Some(state) = self.partitions.get_mut(&partition) {
+        if let Some(state) = self.partitions.get_mut(&key) {
             state.replay_until = None;
         }
         tracing::debug!(
+            topic,
             partition,
             first = batch.first,
             last = batch.last,
-            rows = batch.traces.len(),
+            items = batch.rows.items(),
             "batch stored and committed"
         );
-        self.metrics.batch_rows.observe(batch.traces.len() as f64);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        self.metrics.batch_rows.observe(batch.rows.items() as f64);
+        let now = u64::try_from(crate::message::now_ns()).unwrap_or(0);
         for at in batch.received_at_ns {
             self.metrics
                 .event_to_stored

@@ -1,20 +1,26 @@
 //! # Flywheel ingester
 //!
-//! A Kafka consumer group on the span topic that writes every span to ClickHouse's
-//! `otel_traces` (the OpenTelemetry Collector exporter's schema) and every model call to
-//! `llm_calls` (flattened GenAI conventions, tokens, cost, TTFT, TPOT).
+//! A Kafka consumer group on the span, feedback and signals topics that writes every span to
+//! ClickHouse's `otel_traces` (the OpenTelemetry Collector exporter's schema), every model call
+//! to `llm_calls` (flattened GenAI conventions, tokens, cost, TTFT, TPOT), and every feedback
+//! item and signal (from their topics, or from span events) to `feedback` and `signals`.
 //!
-//! Data flow: [`consumer`] reads messages and keeps one batch per partition
-//! ([`batch`]); [`map`] turns each `ExportTraceServiceRequest` into rows; when a batch is full
-//! or old enough, [`writer`] inserts it with a deduplication token derived from the offset
-//! range, and only then is the offset committed. Undecodable messages go to a dead-letter topic.
+//! Data flow: [`consumer`] reads messages and keeps one batch per topic partition
+//! ([`batch`]); [`message`] decodes them by topic; [`map`] turns each
+//! `ExportTraceServiceRequest` into rows; when a batch is full or old enough, [`writer`] inserts
+//! it with a deduplication token derived from the offset range, and only then is the offset
+//! committed. Messages that cannot be stored go to a dead-letter topic ([`dead_letter`]).
+//! Beside the loop, [`derive`] infers implicit signals from stored calls.
 //!
 //! Start reading at [`run`].
 
 pub mod batch;
 pub mod config;
 pub mod consumer;
+pub mod dead_letter;
+pub mod derive;
 pub mod map;
+pub mod message;
 pub mod metrics;
 pub mod pricing;
 pub mod reprice;
@@ -44,6 +50,8 @@ pub enum IngesterError {
     Prices(String),
     #[error("reprice failed: {0}")]
     Reprice(String),
+    #[error("signal derivation failed: {0}")]
+    Derive(#[source] clickhouse::error::Error),
 }
 
 /// Runs the ingester until `shutdown`, then inserts complete batches, commits and returns.
@@ -60,12 +68,16 @@ pub async fn run(
     let metrics = metrics::Metrics::register(registry)?;
     let prices =
         pricing::PriceTable::load(config.prices_file.as_deref()).map_err(IngesterError::Prices)?;
+    let topics = message::Topics::new(&config);
+    for topic in topics.names() {
+        metrics.dead_letters.with_label_values(&[topic]);
+    }
     let (consumer, changes) = consumer::create_consumer(kafka, &config, metrics.clone())?;
-    let dead_letters = KafkaPublisher::start(
-        kafka,
-        vec![config.dead_letter_topic.clone()],
-        shutdown.clone(),
-    )?;
+    // The publisher's probe also creates the consumed topics when missing (with
+    // `kafka.create_topics`), so that the ingester may start before any producer.
+    let mut own_topics = vec![config.dead_letter_topic.clone()];
+    own_topics.extend(topics.names().map(str::to_string));
+    let dead_letters = KafkaPublisher::start(kafka, own_topics, shutdown.clone())?;
     let dlq_ready = dead_letters.clone();
     readiness.register("ingester_kafka", move || {
         flywheel_bus::Publisher::is_ready(&dlq_ready)
@@ -76,7 +88,15 @@ pub async fn run(
         Duration::from_millis(config.retry_initial_ms),
         Duration::from_millis(config.retry_max_ms),
     );
-    tracing::info!(topic = %config.spans_topic, group = %config.group_id, database = %clickhouse.database, "ingester consuming");
+    let derive = config.derive_signals.then(|| {
+        tokio::spawn(derive::run_periodically(
+            config.clone(),
+            clickhouse.client(),
+            metrics.clone(),
+            shutdown.clone(),
+        ))
+    });
+    tracing::info!(topics = ?topics.names(), group = %config.group_id, database = %clickhouse.database, derive_signals = config.derive_signals, "ingester consuming");
     consumer::Ingest {
         mapper: map::Mapper::new(prices, config.clone()),
         config,
@@ -85,12 +105,38 @@ pub async fn run(
         writer,
         dead_letters,
         metrics,
+        topics,
         partitions: HashMap::new(),
         inserts: 0,
     }
-    .run(shutdown)
+    .run(shutdown.clone())
     .await;
+    if let Some(task) = derive {
+        let _ = task.await;
+    }
     Ok(())
+}
+
+/// Derives signals once over the calls since `since_ns` (Unix ns), e.g. to backfill after
+/// enabling `ingester.derive_signals` or changing a rule parameter, and inserts those not
+/// stored yet. Returns how many of each type were inserted.
+pub async fn derive_signals(
+    config: &IngesterConfig,
+    clickhouse: &ClickHouseConfig,
+    since_ns: i64,
+) -> Result<derive::Counts, IngesterError> {
+    flywheel_schema::migrate::check(clickhouse).await?;
+    let metrics = metrics::Metrics::register(&Registry::new())?;
+    let writer = writer::Writer::new(
+        clickhouse.client(),
+        metrics,
+        Duration::from_millis(config.retry_initial_ms),
+        Duration::from_millis(config.retry_max_ms),
+    );
+    let window = derive::Window::new(config, since_ns, message::now_ns());
+    derive::run_once(&writer, &window)
+        .await
+        .map_err(IngesterError::Derive)
 }
 
 /// Rewrites the cost of `llm_calls` since `since_ns` (Unix ns) from the current price table

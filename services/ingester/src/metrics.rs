@@ -13,6 +13,15 @@ pub const DEAD_LETTERS: &str = "flywheel_ingester_dead_letters_total";
 pub const CONSUMER_LAG: &str = "flywheel_ingester_consumer_lag";
 pub const EVENT_TO_STORED: &str = "flywheel_ingester_event_to_stored_seconds";
 pub const UNKNOWN_MODEL_PRICES: &str = "flywheel_ingester_unpriced_calls_total";
+pub const INVALID_SPAN_EVENTS: &str = "flywheel_ingester_invalid_span_events_total";
+pub const DERIVED_SIGNALS: &str = "flywheel_ingester_derived_signals_total";
+pub const DERIVE_RUNS: &str = "flywheel_ingester_derive_runs_total";
+pub const DERIVE_ERRORS: &str = "flywheel_ingester_derive_errors_total";
+
+/// Tables the ingester writes (the `table` label of the row and latency metrics).
+pub const TABLES: [&str; 4] = ["otel_traces", "llm_calls", "feedback", "signals"];
+/// Signal types the derivation produces (the `type` label of [`DERIVED_SIGNALS`]).
+pub const DERIVED_TYPES: [&str; 3] = ["regenerate", "stop", "conversation_end"];
 
 /// The ingester's metric handles.
 #[derive(Clone)]
@@ -21,18 +30,26 @@ pub struct Metrics {
     pub rows_inserted: IntCounterVec,
     /// Insert latency, by table.
     pub insert_duration: HistogramVec,
-    /// Spans per inserted batch.
+    /// Items (spans, feedback, signals) per inserted batch.
     pub batch_rows: Histogram,
     /// Failed insert attempts that were retried.
     pub insert_retries: IntCounter,
-    /// Undecodable messages copied to the dead-letter topic.
-    pub dead_letters: IntCounter,
-    /// Messages behind the partition's end, by partition (from librdkafka statistics).
+    /// Undecodable or invalid messages copied to the dead-letter topic, by source topic.
+    pub dead_letters: IntCounterVec,
+    /// Messages behind the partition's end, by topic and partition (librdkafka statistics).
     pub consumer_lag: IntGaugeVec,
     /// Collector receipt to row stored in ClickHouse.
     pub event_to_stored: Histogram,
     /// LLM calls stored with cost NULL because their model has no price.
     pub unpriced_calls: IntCounter,
+    /// Feedback / signal span events that could not be converted (the span is still stored).
+    pub invalid_span_events: IntCounter,
+    /// Derived signals inserted, by type (re-derived ones that are already stored are not).
+    pub derived_signals: IntCounterVec,
+    /// Derivation runs completed.
+    pub derive_runs: IntCounter,
+    /// Derivation runs that failed (retried at the next interval).
+    pub derive_errors: IntCounter,
 }
 
 impl Metrics {
@@ -49,20 +66,29 @@ impl Metrics {
                 &["table"],
             )?,
             batch_rows: Histogram::with_opts(
-                HistogramOpts::new(BATCH_ROWS, "Spans per inserted batch.")
+                HistogramOpts::new(
+                    BATCH_ROWS,
+                    "Items (spans, feedback, signals) per inserted batch.",
+                )
                     .buckets(exponential_buckets(1.0, 4.0, 10)?),
             )?,
             insert_retries: IntCounter::new(
                 INSERT_RETRIES,
                 "Insert attempts that failed and were retried.",
             )?,
-            dead_letters: IntCounter::new(
-                DEAD_LETTERS,
-                "Undecodable messages sent to the dead-letter topic.",
+            dead_letters: IntCounterVec::new(
+                Opts::new(
+                    DEAD_LETTERS,
+                    "Undecodable or invalid messages sent to the dead-letter topic, by source topic.",
+                ),
+                &["topic"],
             )?,
             consumer_lag: IntGaugeVec::new(
-                Opts::new(CONSUMER_LAG, "Messages not yet consumed, by partition."),
-                &["partition"],
+                Opts::new(
+                    CONSUMER_LAG,
+                    "Messages not yet consumed, by topic and partition.",
+                ),
+                &["topic", "partition"],
             )?,
             event_to_stored: Histogram::with_opts(
                 HistogramOpts::new(
@@ -75,6 +101,19 @@ impl Metrics {
                 UNKNOWN_MODEL_PRICES,
                 "LLM calls stored with cost NULL because no price is known for their model.",
             )?,
+            invalid_span_events: IntCounter::new(
+                INVALID_SPAN_EVENTS,
+                "Feedback or signal span events that could not be converted (the span is stored).",
+            )?,
+            derived_signals: IntCounterVec::new(
+                Opts::new(DERIVED_SIGNALS, "Derived signals inserted, by type."),
+                &["type"],
+            )?,
+            derive_runs: IntCounter::new(DERIVE_RUNS, "Signal derivation runs completed.")?,
+            derive_errors: IntCounter::new(
+                DERIVE_ERRORS,
+                "Signal derivation runs that failed (retried at the next interval).",
+            )?,
         };
         registry.register(Box::new(m.rows_inserted.clone()))?;
         registry.register(Box::new(m.insert_duration.clone()))?;
@@ -84,8 +123,15 @@ impl Metrics {
         registry.register(Box::new(m.consumer_lag.clone()))?;
         registry.register(Box::new(m.event_to_stored.clone()))?;
         registry.register(Box::new(m.unpriced_calls.clone()))?;
-        for table in ["otel_traces", "llm_calls"] {
+        registry.register(Box::new(m.invalid_span_events.clone()))?;
+        registry.register(Box::new(m.derived_signals.clone()))?;
+        registry.register(Box::new(m.derive_runs.clone()))?;
+        registry.register(Box::new(m.derive_errors.clone()))?;
+        for table in TABLES {
             m.rows_inserted.with_label_values(&[table]);
+        }
+        for kind in DERIVED_TYPES {
+            m.derived_signals.with_label_values(&[kind]);
         }
         Ok(m)
     }

@@ -6,10 +6,11 @@
 use std::time::{Duration, Instant};
 
 use clickhouse::{Client, Row};
-use flywheel_schema::rows::{IngestBatchRow, LlmCallRow, OtelTraceRow};
+use flywheel_schema::rows::IngestBatchRow;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::map::Rows;
 use crate::metrics::Metrics;
 
 /// The insert was abandoned because the ingester is shutting down.
@@ -62,14 +63,14 @@ impl Writer {
         }
     }
 
-    /// Records the batch marker, then inserts both tables' rows under `token`; a table already
-    /// inserted by an earlier attempt is deduplicated by ClickHouse.
+    /// Records the batch marker, then inserts every table's rows under `token`; a table
+    /// already inserted by an earlier attempt is deduplicated by ClickHouse (deduplication is
+    /// per table, so one token serves them all).
     pub async fn insert(
         &self,
         marker: &IngestBatchRow,
         token: &str,
-        traces: &[OtelTraceRow],
-        calls: &[LlmCallRow],
+        rows: &Rows,
         shutdown: &CancellationToken,
     ) -> Result<(), Cancelled> {
         let mut delay = self.retry_initial;
@@ -81,8 +82,11 @@ impl Writer {
                     .await?;
                 insert.write(marker).await?;
                 insert.end().await?;
-                self.insert_table("otel_traces", traces, token).await?;
-                self.insert_table("llm_calls", calls, token).await
+                self.insert_table("otel_traces", &rows.traces, token)
+                    .await?;
+                self.insert_table("llm_calls", &rows.calls, token).await?;
+                self.insert_table("feedback", &rows.feedback, token).await?;
+                self.insert_table("signals", &rows.signals, token).await
             }
             .await;
             match result {
@@ -101,7 +105,8 @@ impl Writer {
         }
     }
 
-    async fn insert_table<T>(
+    /// Inserts `rows` into `table` under the deduplication `token`, once (no retry).
+    pub async fn insert_table<T>(
         &self,
         table: &str,
         rows: &[T],

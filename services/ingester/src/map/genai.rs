@@ -302,6 +302,20 @@ fn request_params(span: Attrs<'_>) -> Vec<(String, String)> {
     params
 }
 
+/// The conversation id of a span (any span, not only model calls), else of its resource.
+pub fn conversation_id(span: Attrs<'_>, resource: Attrs<'_>) -> String {
+    span.str(CONVERSATION)
+        .or_else(|| resource.str(CONVERSATION))
+        .unwrap_or_default()
+}
+
+/// The end user of a span, else of its resource.
+pub fn user_id(span: Attrs<'_>, resource: Attrs<'_>) -> String {
+    span.str(USER)
+        .or_else(|| resource.str(USER))
+        .unwrap_or_default()
+}
+
 /// Maps a span to an `llm_calls` row, or `None` if it is not a model call.
 pub fn llm_call(span: &Span, ctx: &CallContext<'_>) -> Option<LlmCallRow> {
     let a = Attrs(&span.attributes);
@@ -414,14 +428,8 @@ pub fn llm_call(span: &Span, ctx: &CallContext<'_>) -> Option<LlmCallRow> {
         finish_reasons,
         status_code: status_code.to_string(),
         error_type,
-        conversation_id: a
-            .str(CONVERSATION)
-            .or_else(|| ctx.resource.str(CONVERSATION))
-            .unwrap_or_default(),
-        user_id: a
-            .str(USER)
-            .or_else(|| ctx.resource.str(USER))
-            .unwrap_or_default(),
+        conversation_id: conversation_id(a, ctx.resource),
+        user_id: user_id(a, ctx.resource),
         request_params: request_params(a),
         input_messages,
         output_messages,
