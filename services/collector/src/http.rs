@@ -84,12 +84,7 @@ async fn traces<P: Publisher>(
             failure(format, &e)
         }
     };
-    state
-        .sink
-        .metrics()
-        .request_duration
-        .with_label_values(&[transport.label()])
-        .observe(started.elapsed().as_secs_f64());
+    state.sink.metrics().observe_request(transport, started);
     response
 }
 
@@ -189,13 +184,21 @@ pub(crate) fn header_str<K: header::AsHeaderName>(headers: &HeaderMap, key: K) -
 
 fn success(format: Format, outcome: ExportOutcome) -> Response {
     let response = outcome.into_response();
+    let partial = response.partial_success.is_some();
+    otlp_success(format, &response, partial)
+}
+
+/// A 200 with an OTLP export response in `format`; in JSON, `{}` rather than
+/// `{"partialSuccess":null}` when nothing was `partial`ly refused.
+pub(crate) fn otlp_success<M: Message + serde::Serialize>(
+    format: Format,
+    response: &M,
+    partial: bool,
+) -> Response {
     let body = match format {
         Format::Protobuf => response.encode_to_vec(),
-        // `{}` rather than `{"partialSuccess":null}` for a full success.
-        Format::Json => match &response.partial_success {
-            None => b"{}".to_vec(),
-            Some(_) => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
-        },
+        Format::Json if partial => serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec()),
+        Format::Json => b"{}".to_vec(),
     };
     with_type(StatusCode::OK, format, body)
 }

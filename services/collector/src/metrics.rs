@@ -194,4 +194,11 @@ impl Metrics {
         }
         Ok(m)
     }
+
+    /// Observes the latency of a request that started at `started`.
+    pub fn observe_request(&self, transport: Transport, started: std::time::Instant) {
+        self.request_duration
+            .with_label_values(&[transport.label()])
+            .observe(started.elapsed().as_secs_f64());
+    }
 }

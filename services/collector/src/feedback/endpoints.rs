@@ -180,10 +180,7 @@ async fn receive<P: Publisher>(
             failure(Format::Json, &e)
         }
     };
-    sink.metrics()
-        .request_duration
-        .with_label_values(&[transport.label()])
-        .observe(started.elapsed().as_secs_f64());
+    sink.metrics().observe_request(transport, started);
     response
 }
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use flywheel_auth::{Action, Authenticator};
 use flywheel_bus::Publisher;
@@ -37,7 +37,7 @@ use tonic::codec::CompressionEncoding;
 use super::{now_unix_nano, FeedbackSink, Item, Kind};
 use crate::decode::Format;
 use crate::error::IngestError;
-use crate::http::{authorize, failure, header_str, read_decoded, with_type, HttpState};
+use crate::http::{authorize, failure, header_str, otlp_success, read_decoded, HttpState};
 use crate::metrics::{Transport, REASON_NOT_FEEDBACK_EVENT};
 use crate::spans::Rejections;
 
@@ -183,21 +183,12 @@ pub async fn http<P: Publisher>(
     let sink = &state.feedback;
     let response = match http_export(&state, &headers, format, body, transport).await {
         Ok(response) => {
-            let body = match answer_format {
-                Format::Protobuf => response.encode_to_vec(),
-                Format::Json => match &response.partial_success {
-                    None => b"{}".to_vec(),
-                    Some(_) => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
-                },
-            };
-            with_type(StatusCode::OK, answer_format, body)
+            let partial = response.partial_success.is_some();
+            otlp_success(answer_format, &response, partial)
         }
         Err(e) => failure(answer_format, &e),
     };
-    sink.metrics()
-        .request_duration
-        .with_label_values(&[transport.label()])
-        .observe(started.elapsed().as_secs_f64());
+    sink.metrics().observe_request(transport, started);
     response
 }
 
@@ -266,12 +257,8 @@ impl<P: Publisher> LogsService for LogsReceiver<P> {
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         let started = Instant::now();
         let transport = Transport::GrpcLogs;
-        let meta = request.metadata();
-        let authorization = meta.get("authorization").and_then(|v| v.to_str().ok());
-        let api_key = meta.get("x-api-key").and_then(|v| v.to_str().ok());
         let result =
-            match crate::auth::authorize(&self.auth, authorization, api_key, Action::WriteFeedback)
-            {
+            match crate::grpc::authorize(&self.auth, request.metadata(), Action::WriteFeedback) {
                 Err(e) => {
                     self.sink.count_request(transport, Err(e.code));
                     Err(crate::grpc::status(&e))
@@ -286,11 +273,7 @@ impl<P: Publisher> LogsService for LogsReceiver<P> {
                 .map(tonic::Response::new)
                 .map_err(|e| crate::grpc::status(&e)),
             };
-        self.sink
-            .metrics()
-            .request_duration
-            .with_label_values(&[transport.label()])
-            .observe(started.elapsed().as_secs_f64());
+        self.sink.metrics().observe_request(transport, started);
         result
     }
 }
