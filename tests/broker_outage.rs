@@ -151,9 +151,7 @@ async fn no_acknowledged_span_is_lost_when_the_broker_dies_under_load() {
 async fn feedback_while_the_broker_is_down_gets_503_and_lands_once_after_retry() {
     use flywheel_feedback::pb;
     use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
-    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Broker::start(dir.path());
@@ -185,27 +183,15 @@ async fn feedback_while_the_broker_is_down_gets_503_and_lands_once_after_retry()
     let status: serde_json::Value = r.json().await.unwrap();
     assert_eq!(status["code"], 14, "{status}");
     assert!(status.get("items").is_none(), "{status}");
-    let record = LogRecord {
+    let logs = common::feedback::logs(vec![LogRecord {
         event_name: "flywheel.signal".into(),
         trace_id: hex::decode(trace).unwrap(),
-        attributes: vec![KeyValue {
-            key: "flywheel.signal.type".into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue("copy".into())),
-            }),
-            ..Default::default()
-        }],
+        attributes: vec![common::feedback::kv(
+            "flywheel.signal.type",
+            common::feedback::s("copy"),
+        )],
         ..Default::default()
-    };
-    let logs = ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![record],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
+    }]);
     let mut client = LogsServiceClient::connect(c.grpc.clone()).await.unwrap();
     let e = client.export(logs).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unavailable);
