@@ -1,0 +1,77 @@
+//! Flywheel detector core: the pure, tested parts of the detector (issue 5). No I/O here;
+//! the Kafka consumer, the joins, ClickHouse history, HTTP endpoints and alert senders will
+//! wrap these modules.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`slo`] | the SLO file (YAML): SLIs, selectors, objectives, windows, alert and cost policies; errors name line and field |
+//! | [`window`] | event-time bucketed counters per key: watermark, bounded lateness, bounded memory, mergeable |
+//! | [`sli`] | what a call, feedback item or signal adds to each SLI; an SLO's status for a key |
+//! | [`burn`] | burn rate, budget remaining, multiwindow rules, minimum detection time, hysteresis |
+//! | [`cost`] | spend-rate projection against a budget; change detection of cost / tokens per call |
+//! | [`alert`] | alert state machine and the Alertmanager v2, Alertmanager webhook and Slack bodies |
+//! | [`sketch`] | latency quantiles per key from mergeable DDSketches |
+//!
+//! # Event time
+//!
+//! Every SLI is computed in the time the call (or the feedback, or the signal) happened, not
+//! the time the detector read it, so a replay of the topics gives the same SLIs and a slow
+//! consumer does not invent incidents. A store's watermark is the largest event time seen
+//! minus the allowed lateness (default 30 s); events older than the watermark are refused and
+//! counted. Buckets that end before the watermark are closed, so alerting decisions made on
+//! them are final and reproducible. Detection therefore lags the incident by the theoretical
+//! minimum of the policy ([`burn::min_detection_time`]), plus up to one bucket (10 s), plus
+//! the lateness; both are configurable, and a window can also be summed up to the newest event
+//! ([`window::WindowStore::sum`]) when a provisional answer is worth more than a final one.
+//!
+//! Per key (project, service, model, operation; and SLO), counts are kept in tiers of rings of
+//! cumulative counts (a window sum is a few lookups): 10 s buckets for windows up to 6 h,
+//! 5 min buckets up to 3 d, 1 h buckets up to 35 d for the budget left over a 30-day SLO. A key
+//! costs about 3,900 cells (60 KB), keys are capped and overflow is counted.
+//!
+//! # Scale-out
+//!
+//! Spans are keyed by trace id, so with several detector instances in one consumer group each
+//! sees a slice of every model's traffic, while SLIs and alerts must be global. Two designs:
+//!
+//! 1. **Re-key by SLI key into a derived topic** (recommended). Stage 1, in every instance,
+//!    turns each span (and each feedback item or signal, after the join) into a small SLI
+//!    event: key, event time, and the outcome bits each SLO needs (error, duration, TTFT,
+//!    TPOT, cost, tokens, feedback / signal kind), and produces it to a derived topic keyed by
+//!    the SLI key. Stage 2, the same consumer group on the derived topic, owns each key
+//!    entirely: its windows, sketches and alert state live in exactly one instance, so the
+//!    numbers are exact and alert deduplication is local. It is Kafka partitions plus
+//!    consumer groups again (the project's rule for scale-out: no home-made coordination); a
+//!    rebalance moves a key's state by replaying the derived topic (retained for the longest
+//!    window) or from ClickHouse history; the extra hop costs milliseconds against a
+//!    detection budget of minutes; LLM traffic (thousands of calls a second, not millions)
+//!    makes the derived topic small. A hot key is one partition's worth of counting, which is
+//!    cheap (a cell update per event).
+//! 2. **Merge per-instance partial aggregates.** Each instance keeps windows for every key it
+//!    sees and periodically publishes them; someone merges and evaluates. The merge itself is
+//!    exact ([`window::WindowStore::merge`], [`sketch::LatencySketches::merge`], both tested),
+//!    but the rest is not free: a global watermark is the minimum over instances (one stalled
+//!    instance stalls everyone), evaluation must be elected or deduplicated downstream, and
+//!    publication adds a sync period to detection.
+//!
+//! We recommend 1 and keep the stores mergeable anyway: merging is how state is rebuilt from
+//! ClickHouse history at start-up (history aggregate + live tail), how a stage-1 instance may
+//! pre-aggregate per (key, bucket) if the derived topic ever gets large, and how the two
+//! instance test of the issue can compare against a single instance.
+
+pub mod alert;
+pub mod burn;
+pub mod cost;
+pub mod sketch;
+pub mod sli;
+pub mod slo;
+pub mod window;
+
+/// The dimensions an SLI is computed per.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SliKey {
+    pub project: String,
+    pub service: String,
+    pub model: String,
+    pub operation: String,
+}
