@@ -11,18 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15} conns=${2:-8} runs=${3:-3}
 
-command -v wrk >/dev/null && command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk bc >/dev/null; }
-eval "$(deploy/local/services.sh up)"
-brokers=${BENCH_KAFKA:-$KAFKA_BROKERS}
-if [ "$brokers" = memory ]; then
-  brokers=127.0.0.1:19092
-  mkdir -p target/bench/tansu-memory
-  (cd target/bench/tansu-memory && exec tansu broker --listener-url tcp://$brokers \
-    --advertised-listener-url tcp://$brokers --storage-engine memory://tansu/) >/dev/null 2>&1 &
-  mem_pid=$!
-  trap 'kill $mem_pid 2>/dev/null || true' EXIT
-  sleep 1
-fi
+. bench/common.sh
 cargo build --release --locked -q
 bin=target/release/flywheel
 out=target/bench; mkdir -p "$out"

@@ -206,7 +206,11 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
     if services.contains(&Service::Collector) {
         let p = KafkaPublisher::start(
             &config.kafka,
-            vec![config.collector.spans_topic.clone()],
+            vec![
+                config.collector.spans_topic.clone(),
+                config.collector.feedback_topic.clone(),
+                config.collector.signals_topic.clone(),
+            ],
             shutdown.clone(),
         )
         .context("cannot create the Kafka producer")?;

@@ -144,3 +144,80 @@ async fn no_acknowledged_span_is_lost_when_the_broker_dies_under_load() {
         &lost[..lost.len().min(5)]
     );
 }
+
+/// Feedback, signals and feedback log records follow the same rule: broker down -> 503 +
+/// Retry-After (gRPC UNAVAILABLE) with nothing acknowledged; the retried request lands once.
+#[tokio::test(flavor = "multi_thread")]
+async fn feedback_while_the_broker_is_down_gets_503_and_lands_once_after_retry() {
+    use flywheel_feedback::pb;
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+    use opentelemetry_proto::tonic::logs::v1::LogRecord;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path());
+    let c = Collector::start(&broker.addr, OUTAGE_ENV);
+    let url = format!("{}/v1/feedback", c.http);
+    let post = |body: serde_json::Value| {
+        reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .timeout(Duration::from_secs(30))
+            .send()
+    };
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let before =
+        serde_json::json!({"id": "before", "trace_id": trace, "name": "thumbs", "value": true});
+    assert_eq!(post(before).await.unwrap().status(), 200);
+
+    broker.kill();
+    c.wait_not_ready(Duration::from_secs(20));
+    // Nothing is acknowledged: no per-item results, only the retryable status.
+    let retried = serde_json::json!([
+        {"id": "retried-1", "trace_id": trace, "name": "thumbs", "value": false},
+        {"id": "retried-2", "conversation_id": "c-1", "name": "helpfulness", "value": 3}
+    ]);
+    let r = post(retried.clone()).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let status: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status["code"], 14, "{status}");
+    assert!(status.get("items").is_none(), "{status}");
+    let logs = common::feedback::logs(vec![LogRecord {
+        event_name: "flywheel.signal".into(),
+        trace_id: hex::decode(trace).unwrap(),
+        attributes: vec![common::feedback::kv(
+            "flywheel.signal.type",
+            common::feedback::s("copy"),
+        )],
+        ..Default::default()
+    }]);
+    let mut client = LogsServiceClient::connect(c.grpc.clone()).await.unwrap();
+    let e = client.export(logs).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable);
+
+    broker.restart();
+    c.wait_ready(Duration::from_secs(30));
+    assert_eq!(post(retried).await.unwrap().status(), 200);
+
+    let mut ids: Vec<String> = c
+        .messages_of(&c.feedback_topic)
+        .iter()
+        .map(|m| {
+            <pb::Feedback as Message>::decode(m.payload.as_slice())
+                .unwrap()
+                .id
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["before", "retried-1", "retried-2"]);
+    assert!(c.messages_of(&c.signals_topic).is_empty());
+    let m = c.metrics();
+    for line in [
+        "flywheel_collector_requests_total{outcome=\"unavailable\",transport=\"http_feedback\"} 1",
+        "flywheel_collector_requests_total{outcome=\"unavailable\",transport=\"grpc_logs\"} 1",
+        "flywheel_collector_items_rejected_total{kind=\"feedback\",reason=\"unavailable\",transport=\"http_feedback\"} 2",
+    ] {
+        assert!(m.contains(line), "{line} not in\n{m}");
+    }
+}

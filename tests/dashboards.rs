@@ -16,6 +16,8 @@ fn exported() -> BTreeSet<String> {
         collector::PRODUCE_DURATION,
         collector::PRODUCER_QUEUE_DEPTH,
         collector::IN_FLIGHT_BYTES,
+        collector::ITEMS_ACCEPTED,
+        collector::ITEMS_REJECTED,
         ingester::ROWS_INSERTED,
         ingester::INSERT_DURATION,
         ingester::BATCH_ROWS,

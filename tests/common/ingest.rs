@@ -49,6 +49,14 @@ impl Pipeline {
             ("FLYWHEEL_COLLECTOR__SPANS_TOPIC", self.topic.clone()),
             ("FLYWHEEL_INGESTER__SPANS_TOPIC", self.topic.clone()),
             (
+                "FLYWHEEL_COLLECTOR__FEEDBACK_TOPIC",
+                self.feedback_topic.clone(),
+            ),
+            (
+                "FLYWHEEL_COLLECTOR__SIGNALS_TOPIC",
+                self.signals_topic.clone(),
+            ),
+            (
                 "FLYWHEEL_INGESTER__FEEDBACK_TOPIC",
                 self.feedback_topic.clone(),
             ),

@@ -22,6 +22,7 @@ pub fn kafka_brokers() -> String {
     )
 }
 
+pub mod feedback;
 pub mod ingest;
 
 pub fn free_port() -> u16 {
@@ -98,6 +99,9 @@ pub struct Collector {
     pub grpc: String,
     pub admin: String,
     pub topic: String,
+    /// The feedback and signals topics (fresh per collector unless `env` names them).
+    pub feedback_topic: String,
+    pub signals_topic: String,
     pub brokers: String,
 }
 
@@ -123,11 +127,20 @@ impl Collector {
             .iter()
             .find(|(k, _)| *k == "FLYWHEEL_COLLECTOR__SPANS_TOPIC")
             .map_or_else(|| unique("test.spans"), |(_, v)| v.to_string());
+        let topic_of = |var: &str, prefix: &str| {
+            env.iter()
+                .find(|(k, _)| *k == var)
+                .map_or_else(|| unique(prefix), |(_, v)| v.to_string())
+        };
+        let feedback_topic = topic_of("FLYWHEEL_COLLECTOR__FEEDBACK_TOPIC", "test.feedback");
+        let signals_topic = topic_of("FLYWHEEL_COLLECTOR__SIGNALS_TOPIC", "test.signals");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flywheel"));
         cmd.arg(command)
             .env("FLYWHEEL_KAFKA__BROKERS", brokers)
             .env("FLYWHEEL_KAFKA__HEALTH_INTERVAL_MS", "200")
             .env("FLYWHEEL_COLLECTOR__SPANS_TOPIC", &topic)
+            .env("FLYWHEEL_COLLECTOR__FEEDBACK_TOPIC", &feedback_topic)
+            .env("FLYWHEEL_COLLECTOR__SIGNALS_TOPIC", &signals_topic)
             .env(
                 "FLYWHEEL_COLLECTOR__HTTP_LISTEN",
                 format!("127.0.0.1:{http}"),
@@ -149,6 +162,8 @@ impl Collector {
             grpc: format!("http://127.0.0.1:{grpc}"),
             admin: format!("http://127.0.0.1:{admin}"),
             topic,
+            feedback_topic,
+            signals_topic,
             brokers: brokers.to_string(),
         }
     }
@@ -171,13 +186,18 @@ impl Collector {
         format!("{}/v1/traces", self.http)
     }
 
-    /// Every message on this collector's topic.
+    /// Every message on this collector's span topic.
     pub fn messages(&self) -> Vec<TopicMessage> {
+        self.messages_of(&self.topic)
+    }
+
+    /// Every message on `topic` of this collector's broker.
+    pub fn messages_of(&self, topic: &str) -> Vec<TopicMessage> {
         let config = KafkaConfig {
             brokers: self.brokers.clone(),
             ..KafkaConfig::default()
         };
-        read_all(&config, &self.topic, Duration::from_secs(10)).expect("cannot read the topic")
+        read_all(&config, topic, Duration::from_secs(10)).expect("cannot read the topic")
     }
 
     /// Every span on this collector's topic, by span id (hex), checking message invariants.

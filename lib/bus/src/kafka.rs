@@ -245,8 +245,14 @@ async fn probe(
     loop {
         let p = producer.clone();
         let timeout = (settings.interval * 2).max(Duration::from_secs(2));
-        // Ask only about our topics: a broker with many topics answers that quickly too.
-        let topics = settings.topics.clone();
+        // Ask only about our topics: a broker with many topics answers that quickly too. Once
+        // they all exist, one topic is enough to tell reachability (every metadata request
+        // costs the broker, and tansu hung under load when asked about several every probe).
+        let topics = if topics_ok {
+            settings.topics.iter().take(1).cloned().collect()
+        } else {
+            settings.topics.clone()
+        };
         let metadata = tokio::task::spawn_blocking(move || {
             let mut existing = Vec::new();
             if topics.is_empty() {

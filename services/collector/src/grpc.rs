@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 use crate::error::IngestError;
 use crate::sink::{TraceSink, Transport};
 use crate::spans::Rejections;
-use flywheel_auth::{Action, Authenticator};
+use flywheel_auth::{Action, Authenticator, Principal};
 
 /// The gRPC trace service.
 pub struct GrpcReceiver<P> {
@@ -37,6 +37,17 @@ impl<P: Publisher> GrpcReceiver<P> {
     }
 }
 
+/// Authenticates a gRPC request from its `authorization` / `x-api-key` metadata for `action`.
+pub fn authorize(
+    auth: &Authenticator,
+    meta: &tonic::metadata::MetadataMap,
+    action: Action,
+) -> Result<Principal, IngestError> {
+    let authorization = meta.get("authorization").and_then(|v| v.to_str().ok());
+    let api_key = meta.get("x-api-key").and_then(|v| v.to_str().ok());
+    crate::auth::authorize(auth, authorization, api_key, action)
+}
+
 /// Converts an [`IngestError`] into a gRPC status with the same code and message.
 pub fn status(e: &IngestError) -> Status {
     Status::new(tonic::Code::from_i32(e.code.grpc_code()), e.message.clone())
@@ -49,32 +60,26 @@ impl<P: Publisher> TraceService for GrpcReceiver<P> {
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let started = Instant::now();
-        let meta = request.metadata();
-        let authorization = meta.get("authorization").and_then(|v| v.to_str().ok());
-        let api_key = meta.get("x-api-key").and_then(|v| v.to_str().ok());
-        let result =
-            match crate::auth::authorize(&self.auth, authorization, api_key, Action::IngestSpans) {
-                Err(e) => {
-                    self.sink.count_refused(Transport::Grpc, e.code);
-                    Err(status(&e))
-                }
-                Ok(principal) => self
-                    .sink
-                    .export(
-                        &principal.project,
-                        request.into_inner(),
-                        Rejections::default(),
-                        Transport::Grpc,
-                    )
-                    .await
-                    .map(|outcome| Response::new(outcome.into_response()))
-                    .map_err(|e| status(&e)),
-            };
+        let result = match authorize(&self.auth, request.metadata(), Action::IngestSpans) {
+            Err(e) => {
+                self.sink.count_refused(Transport::Grpc, e.code);
+                Err(status(&e))
+            }
+            Ok(principal) => self
+                .sink
+                .export(
+                    &principal.project,
+                    request.into_inner(),
+                    Rejections::default(),
+                    Transport::Grpc,
+                )
+                .await
+                .map(|outcome| Response::new(outcome.into_response()))
+                .map_err(|e| status(&e)),
+        };
         self.sink
             .metrics()
-            .request_duration
-            .with_label_values(&[Transport::Grpc.label()])
-            .observe(started.elapsed().as_secs_f64());
+            .observe_request(Transport::Grpc, started);
         result
     }
 }

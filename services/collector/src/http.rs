@@ -1,6 +1,9 @@
-//! OTLP/HTTP receiver: `POST /v1/traces` with protobuf or JSON bodies, optionally gzip.
+//! The HTTP receiver: `POST /v1/traces` (here) with protobuf or JSON bodies, optionally gzip,
+//! plus the routes of [`crate::feedback`] (`/v1/feedback`, `/v1/signals`, `/v1/logs`), behind
+//! the CORS layer of [`crate::cors`] when origins are configured. The helpers for credentials,
+//! body reading (size limit, gzip) and error answers are shared by every route.
 //!
-//! Answers follow the OTLP/HTTP spec: the body uses the request's content type; success is an
+//! Trace answers follow the OTLP/HTTP spec: the body uses the request's content type; success is an
 //! `ExportTraceServiceResponse` (with `partial_success` when spans were refused); errors are a
 //! `google.rpc.Status` with a message naming the problem, and retryable ones carry
 //! `Retry-After`.
@@ -20,9 +23,10 @@ use prost::Message;
 
 use crate::decode::{decode_json, decode_protobuf, gunzip_limited, Format};
 use crate::error::IngestError;
+use crate::feedback::{self, FeedbackSink};
 use crate::sink::{ExportOutcome, TraceSink, Transport};
 use crate::spans::Rejections;
-use flywheel_auth::{Action, Authenticator};
+use flywheel_auth::{Action, Authenticator, Principal};
 
 /// `google.rpc.Status`, the OTLP error body (only the fields we fill).
 #[derive(Clone, PartialEq, Message, serde::Serialize)]
@@ -36,17 +40,28 @@ pub struct RpcStatus {
 /// Shared state of the HTTP receiver.
 pub struct HttpState<P> {
     pub sink: Arc<TraceSink<P>>,
+    pub feedback: Arc<FeedbackSink<P>>,
     pub auth: Authenticator,
     pub max_request_bytes: usize,
 }
 
-/// The OTLP/HTTP routes.
-pub fn router<P: Publisher>(state: Arc<HttpState<P>>) -> Router {
-    Router::new()
+/// The HTTP routes, with CORS answered by `cors` when set.
+pub fn router<P: Publisher>(
+    state: Arc<HttpState<P>>,
+    cors: Option<tower_http::cors::CorsLayer>,
+) -> Router {
+    let router = Router::new()
         .route("/v1/traces", post(traces::<P>))
+        .route("/v1/logs", post(feedback::logs::http::<P>))
+        .route("/v1/feedback", post(feedback::endpoints::feedback::<P>))
+        .route("/v1/signals", post(feedback::endpoints::signals::<P>))
         // The limit is enforced while reading (compressed) and while decompressing.
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 async fn traces<P: Publisher>(
@@ -69,12 +84,7 @@ async fn traces<P: Publisher>(
             failure(format, &e)
         }
     };
-    state
-        .sink
-        .metrics()
-        .request_duration
-        .with_label_values(&[transport.label()])
-        .observe(started.elapsed().as_secs_f64());
+    state.sink.metrics().observe_request(transport, started);
     response
 }
 
@@ -91,36 +101,13 @@ async fn handle<P: Publisher>(
         sink.count_refused(transport, e.code);
         (format, e)
     };
-    let project = crate::auth::authorize(
-        &state.auth,
-        header_str(headers, header::AUTHORIZATION),
-        header_str(headers, "x-api-key"),
-        Action::IngestSpans,
-    )
-    .map_err(|e| refuse(format.clone().unwrap_or(Format::Json), e))?
-    .project;
+    let project = authorize(&state.auth, headers, Action::IngestSpans)
+        .map_err(|e| refuse(format.clone().unwrap_or(Format::Json), e))?
+        .project;
     let format = format.map_err(|e| refuse(Format::Json, e))?;
-    let gzip = match header_str(headers, header::CONTENT_ENCODING).map(str::trim) {
-        None | Some("") | Some("identity") => false,
-        Some(v) if v.eq_ignore_ascii_case("gzip") => true,
-        Some(other) => {
-            return Err(refuse(
-                format,
-                IngestError::new(
-                    ErrorCode::UnsupportedEncoding,
-                    format!("unsupported Content-Encoding {other:?}: use gzip or none"),
-                ),
-            ))
-        }
-    };
-    let raw = read_body(body, state.max_request_bytes)
+    let decoded = read_decoded(headers, body, state.max_request_bytes)
         .await
         .map_err(|e| refuse(format, e))?;
-    let decoded: Bytes = if gzip {
-        Bytes::from(gunzip_limited(&raw, state.max_request_bytes).map_err(|e| refuse(format, e))?)
-    } else {
-        raw
-    };
     let mut rejections = Rejections::default();
     let request = match format {
         Format::Protobuf => decode_protobuf(&decoded),
@@ -133,6 +120,45 @@ async fn handle<P: Publisher>(
         .await
         .map_err(|e| (format, e))?;
     Ok((format, outcome))
+}
+
+/// Authenticates the request from its `authorization` / `x-api-key` headers for `action`.
+pub(crate) fn authorize(
+    auth: &Authenticator,
+    headers: &HeaderMap,
+    action: Action,
+) -> Result<Principal, IngestError> {
+    crate::auth::authorize(
+        auth,
+        header_str(headers, header::AUTHORIZATION),
+        header_str(headers, "x-api-key"),
+        action,
+    )
+}
+
+/// Reads the body up to `limit` bytes and, for `Content-Encoding: gzip`, decompresses it with
+/// the same limit enforced while decompressing.
+pub(crate) async fn read_decoded(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, IngestError> {
+    let gzip = match header_str(headers, header::CONTENT_ENCODING).map(str::trim) {
+        None | Some("") | Some("identity") => false,
+        Some(v) if v.eq_ignore_ascii_case("gzip") => true,
+        Some(other) => {
+            return Err(IngestError::new(
+                ErrorCode::UnsupportedEncoding,
+                format!("unsupported Content-Encoding {other:?}: use gzip or none"),
+            ))
+        }
+    };
+    let raw = read_body(body, limit).await?;
+    if gzip {
+        Ok(Bytes::from(gunzip_limited(&raw, limit)?))
+    } else {
+        Ok(raw)
+    }
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, IngestError> {
@@ -152,19 +178,27 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, IngestError> {
     })
 }
 
-fn header_str<K: header::AsHeaderName>(headers: &HeaderMap, key: K) -> Option<&str> {
+pub(crate) fn header_str<K: header::AsHeaderName>(headers: &HeaderMap, key: K) -> Option<&str> {
     headers.get(key).and_then(|v| v.to_str().ok())
 }
 
 fn success(format: Format, outcome: ExportOutcome) -> Response {
     let response = outcome.into_response();
+    let partial = response.partial_success.is_some();
+    otlp_success(format, &response, partial)
+}
+
+/// A 200 with an OTLP export response in `format`; in JSON, `{}` rather than
+/// `{"partialSuccess":null}` when nothing was `partial`ly refused.
+pub(crate) fn otlp_success<M: Message + serde::Serialize>(
+    format: Format,
+    response: &M,
+    partial: bool,
+) -> Response {
     let body = match format {
         Format::Protobuf => response.encode_to_vec(),
-        // `{}` rather than `{"partialSuccess":null}` for a full success.
-        Format::Json => match &response.partial_success {
-            None => b"{}".to_vec(),
-            Some(_) => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
-        },
+        Format::Json if partial => serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec()),
+        Format::Json => b"{}".to_vec(),
     };
     with_type(StatusCode::OK, format, body)
 }
@@ -189,7 +223,7 @@ pub fn failure(format: Format, e: &IngestError) -> Response {
     response
 }
 
-fn with_type(status: StatusCode, format: Format, body: Vec<u8>) -> Response {
+pub(crate) fn with_type(status: StatusCode, format: Format, body: Vec<u8>) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, format.content_type())],

@@ -6,36 +6,18 @@
 //! outcome in [`Metrics`].
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use flywheel_bus::{Publisher, Record};
 use flywheel_core::{wire, ErrorCode, ProjectId};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use tokio::sync::Semaphore;
 
 use crate::error::IngestError;
 use crate::metrics::Metrics;
+pub use crate::metrics::Transport;
+use crate::publish::{Durable, TopicBatch};
 use crate::spans::{count_spans, drop_invalid, split_by_trace, Rejections};
-
-/// The receiver a request came through (a metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    HttpProtobuf,
-    HttpJson,
-    Grpc,
-}
-
-impl Transport {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::HttpProtobuf => "http_protobuf",
-            Self::HttpJson => "http_json",
-            Self::Grpc => "grpc",
-        }
-    }
-}
 
 /// What the client is told on success.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -58,43 +40,29 @@ impl ExportOutcome {
 
 /// Validates, splits and durably publishes trace requests.
 pub struct TraceSink<P> {
-    publisher: P,
+    durable: Arc<Durable<P>>,
     topic: String,
     max_message_bytes: usize,
-    in_flight: Arc<Semaphore>,
-    in_flight_kib: u32,
-    metrics: Metrics,
 }
 
 impl<P: Publisher> TraceSink<P> {
-    pub fn new(
-        publisher: P,
-        topic: String,
-        max_message_bytes: usize,
-        max_in_flight_bytes: usize,
-        metrics: Metrics,
-    ) -> Self {
-        let kib = u32::try_from(max_in_flight_bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+    /// Spans go to `topic` in messages of at most `max_message_bytes`, through `durable`
+    /// (whose in-flight budget every receiver shares).
+    pub fn new(durable: Arc<Durable<P>>, topic: String, max_message_bytes: usize) -> Self {
         Self {
-            publisher,
+            durable,
             topic,
             max_message_bytes,
-            in_flight: Arc::new(Semaphore::new(kib as usize)),
-            in_flight_kib: kib,
-            metrics,
         }
     }
 
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        self.durable.metrics()
     }
 
     /// Counts a request refused before its spans could be decoded.
     pub fn count_refused(&self, transport: Transport, code: ErrorCode) {
-        self.metrics
-            .requests
-            .with_label_values(&[transport.label(), code.reason()])
-            .inc();
+        self.durable.count_request(transport, Err(code));
     }
 
     /// Publishes `request` for `project`. `rejections` may already hold spans refused while
@@ -107,8 +75,9 @@ impl<P: Publisher> TraceSink<P> {
         transport: Transport,
     ) -> Result<ExportOutcome, IngestError> {
         let t = transport.label();
+        let metrics = self.metrics();
         let received = count_spans(&request) + rejections.count();
-        self.metrics
+        metrics
             .spans_received
             .with_label_values(&[t])
             .inc_by(received);
@@ -117,7 +86,7 @@ impl<P: Publisher> TraceSink<P> {
         let messages = split_by_trace(request, self.max_message_bytes, &mut rejections);
         let refused = rejections.count();
         if refused > 0 {
-            self.metrics
+            metrics
                 .spans_rejected
                 .with_label_values(&[t, ErrorCode::InvalidItem.reason()])
                 .inc_by(refused);
@@ -127,14 +96,14 @@ impl<P: Publisher> TraceSink<P> {
         let result = self.publish(project, messages).await;
         match &result {
             Ok(()) => {
-                self.metrics
+                metrics
                     .spans_published
                     .with_label_values(&[t])
                     .inc_by(accepted);
-                self.metrics.requests.with_label_values(&[t, "ok"]).inc();
+                self.durable.count_request(transport, Ok(()));
             }
             Err(e) => {
-                self.metrics
+                metrics
                     .spans_rejected
                     .with_label_values(&[t, e.code.reason()])
                     .inc_by(accepted);
@@ -156,56 +125,19 @@ impl<P: Publisher> TraceSink<P> {
         project: &ProjectId,
         messages: Vec<crate::spans::TraceMessage>,
     ) -> Result<(), IngestError> {
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let received_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos().to_string())
-            .unwrap_or_default()
-            .into_bytes();
-        let headers = [
-            (wire::HEADER_PROJECT, project.as_str().as_bytes().to_vec()),
-            (wire::HEADER_RECEIVED_AT_NS, received_at),
-            (
-                wire::HEADER_ENCODING,
-                wire::ENCODING_OTLP_PROTO.as_bytes().to_vec(),
-            ),
-        ];
-        let records: Vec<Record> = messages
+        let records = messages
             .into_iter()
             .map(|m| Record {
                 key: hex::encode(m.trace_id).into_bytes(),
                 payload: m.payload,
             })
             .collect();
-        let bytes: usize = records.iter().map(Record::size).sum();
-        let kib = u32::try_from(bytes.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.in_flight_kib);
-        let _permit = self.in_flight.clone().try_acquire_many_owned(kib).map_err(|_| {
-            IngestError::new(
-                ErrorCode::InFlightLimit,
-                "the collector is at its in-flight byte limit (collector.max_in_flight_bytes); retry later",
-            )
-        })?;
-        let in_flight = i64::try_from(bytes).unwrap_or(i64::MAX);
-        self.metrics.in_flight_bytes.add(in_flight);
-        let started = Instant::now();
-        let result = self.publisher.publish(&self.topic, &headers, records).await;
-        self.metrics.in_flight_bytes.sub(in_flight);
-        self.metrics
-            .producer_queue_depth
-            .set(i64::try_from(self.publisher.queue_depth()).unwrap_or(i64::MAX));
-        let outcome = if result.is_ok() { "ok" } else { "error" };
-        self.metrics
-            .produce_duration
-            .with_label_values(&[outcome])
-            .observe(started.elapsed().as_secs_f64());
-        result.map_err(|e| {
-            tracing::warn!(error = %e, "publish failed");
-            IngestError::from(e)
-        })
+        let batch = TopicBatch {
+            topic: &self.topic,
+            encoding: wire::ENCODING_OTLP_PROTO,
+            records,
+        };
+        self.durable.publish(project, vec![batch]).await
     }
 }
 

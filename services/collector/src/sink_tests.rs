@@ -1,55 +1,16 @@
 //! Tests of the pipeline's admission and acknowledgement rules with a scripted publisher (no
 //! I/O). The real broker is exercised in the integration tests under `tests/`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use flywheel_bus::{Headers, PublishError, Publisher, Record};
+use flywheel_bus::PublishError;
 use flywheel_core::{ErrorCode, ProjectId};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tokio::sync::Notify;
 
 use super::*;
-
-/// One `publish` call: topic, headers, records.
-type Call = (String, Vec<(&'static str, Vec<u8>)>, Vec<Record>);
-
-/// A publisher whose outcome the test scripts; it can hold every call until released.
-#[derive(Clone, Default)]
-struct Scripted {
-    outcome: Arc<Mutex<Option<PublishError>>>,
-    gate: Option<Arc<Notify>>,
-    published: Arc<Mutex<Vec<Call>>>,
-}
-
-impl Publisher for Scripted {
-    async fn publish(
-        &self,
-        topic: &str,
-        headers: &Headers,
-        records: Vec<Record>,
-    ) -> Result<(), PublishError> {
-        if let Some(gate) = &self.gate {
-            gate.notified().await;
-        }
-        if let Some(e) = self.outcome.lock().unwrap().clone() {
-            return Err(e);
-        }
-        self.published
-            .lock()
-            .unwrap()
-            .push((topic.to_string(), headers.to_vec(), records));
-        Ok(())
-    }
-
-    fn is_ready(&self) -> bool {
-        true
-    }
-
-    fn queue_depth(&self) -> usize {
-        0
-    }
-}
+use crate::test_support::Scripted;
 
 fn request(traces: u8) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
@@ -72,7 +33,8 @@ fn request(traces: u8) -> ExportTraceServiceRequest {
 
 fn sink(publisher: Scripted, max_in_flight: usize) -> TraceSink<Scripted> {
     let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
-    TraceSink::new(publisher, "spans".into(), 1_000_000, max_in_flight, metrics)
+    let durable = Arc::new(Durable::new(publisher, max_in_flight, metrics));
+    TraceSink::new(durable, "spans".into(), 1_000_000)
 }
 
 #[tokio::test]
