@@ -1,8 +1,8 @@
 //! `flywheel loadgen` against the real binary in `all` mode (collector + ingester) on the
-//! real broker and ClickHouse engine: twenty simulated minutes sent flat out, then every call
-//! is in `llm_calls` with TTFT, TPOT and cost, and the ingester's derived signals find
-//! the regenerations and stopped streams loadgen simulated. (Feedback and signals posted to
-//! the collector follow once its feedback endpoints are on main.)
+//! real broker and ClickHouse engine: twenty simulated minutes at 120x (10 s), then every call
+//! is in `llm_calls` with TTFT, TPOT and cost, the ingester's derived signals find the
+//! regenerations and stopped streams loadgen simulated, and every feedback item and signal
+//! posted is in `feedback` / `signals`, attached to a stored call.
 
 mod common;
 
@@ -17,7 +17,7 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Spans only (the regenerate and stop rules are checked on the spans alone).
 const SPANS_ONLY: &str = r#"
-rate = 5.0
+rate = 3.0
 duration = "20m"
 seed = 11
 [feedback]
@@ -30,6 +30,13 @@ abandon = 0.0
 regenerate = 0.1
 stop = 0.1
 explicit_regenerate_stop = false
+"#;
+
+/// Default feedback and signal rates.
+const WITH_FEEDBACK: &str = r#"
+rate = 3.0
+duration = "20m"
+seed = 12
 "#;
 
 /// Runs loadgen to completion; returns its ground truth lines.
@@ -47,7 +54,8 @@ fn loadgen(
         .arg("loadgen")
         .arg("--scenario")
         .arg(&scenario)
-        .args(["--endpoint", &collector.http, "--speedup", "max"])
+        // 120x: about 700 spans/s, gentle on a broker shared with other tests.
+        .args(["--endpoint", &collector.http, "--speedup", "120"])
         .arg("--ground-truth")
         .arg(&truth)
         .args(extra)
@@ -153,5 +161,68 @@ async fn loadgen_traffic_lands_in_llm_calls_with_ttft_tpot_and_cost() {
             .await;
         assert!(n > 50, "{n} derived {kind} signals");
     }
+    p.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loadgen_feedback_and_signals_land_attached_to_their_calls() {
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    let env = p.env();
+    let c = Collector::spawn_command("all", &kafka_brokers(), &p.env_with(&env, &[]));
+    c.wait_ready(Duration::from_secs(60));
+    let dir = tempfile::tempdir().unwrap();
+    let truth = loadgen(&c, &dir, WITH_FEEDBACK, &[]);
+    let summary = truth.last().unwrap();
+    let calls = summary["calls"].as_u64().unwrap();
+    let feedback = summary["feedback"].as_u64().unwrap();
+    let signals = summary["signals"].as_u64().unwrap();
+    assert!(feedback > 800 && signals > 400, "{summary}");
+    assert_eq!(
+        summary["feedback_sent"]["accepted"].as_u64(),
+        Some(feedback)
+    );
+    assert_eq!(summary["signals_sent"]["accepted"].as_u64(), Some(signals));
+
+    p.wait_count("SELECT count() FROM llm_calls FINAL", calls, TIMEOUT)
+        .await;
+    p.wait_count("SELECT count() FROM feedback FINAL", feedback, TIMEOUT)
+        .await;
+    let posted = "SELECT count() FROM signals FINAL WHERE origin = 'api'";
+    p.wait_count(posted, signals, TIMEOUT).await;
+    assert_eq!(
+        p.count("SELECT count() FROM feedback FINAL").await,
+        feedback
+    );
+    assert_eq!(p.count(posted).await, signals);
+    // Every item names a stored call, with its conversation and user.
+    for table in ["feedback", "signals"] {
+        let orphans = p
+            .count(&format!(
+                "SELECT count() FROM {table} FINAL WHERE origin = 'api' AND \
+                 (trace_id, span_id, conversation_id, user_id) NOT IN \
+                 (SELECT trace_id, span_id, conversation_id, user_id FROM llm_calls FINAL)"
+            ))
+            .await;
+        assert_eq!(orphans, 0, "{table} without their call");
+    }
+    for kind in ["regenerate", "stop", "edit", "copy", "abandon"] {
+        let n = p
+            .count(&format!(
+                "SELECT count() FROM signals FINAL WHERE origin = 'api' AND type = '{kind}'"
+            ))
+            .await;
+        assert!(n > 0, "no {kind} signal");
+    }
+    // Thumbs down: 10 % of thumbs (about 500 of them here).
+    let down_permille = p
+        .count(
+            "SELECT toUInt64(1000 * countIf(score = 0) / count()) FROM feedback FINAL \
+             WHERE name = 'thumbs'",
+        )
+        .await;
+    assert!(
+        (60..140).contains(&down_permille),
+        "{down_permille} per mille"
+    );
     p.drop_database().await;
 }
