@@ -130,12 +130,14 @@ pub async fn run<E: Exporter>(
     let (mut calls, mut failed, mut feedback, mut signals) = (0u64, 0u64, 0u64, 0u64);
     let mut until = options.start_ns;
     let mut interrupted = false;
+    let mut max_lag = Duration::ZERO;
     'events: for event in generator.by_ref() {
         if let Pace::Speedup(speedup) = options.pace {
             let due = started
                 + Duration::from_secs_f64(
                     ((event.time_ns() - options.start_ns) as f64 / 1e9 / speedup).max(0.0),
                 );
+            max_lag = max_lag.max(Instant::now().saturating_duration_since(due));
             while Instant::now() < due {
                 if last_flush.elapsed() >= flush_every {
                     if send_all(&tx, &mut batches).await.is_err() {
@@ -196,6 +198,7 @@ pub async fn run<E: Exporter>(
     summary.simulated_s = (until - options.start_ns) as f64 / 1e9;
     summary.wall_s = started.elapsed().as_secs_f64();
     summary.interrupted = interrupted;
+    summary.max_lag_s = max_lag.as_secs_f64();
     if let Some(t) = truth.as_mut() {
         t.finish(&summary)?;
     }

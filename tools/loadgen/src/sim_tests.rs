@@ -264,3 +264,30 @@ fn expected_calls_per_conversation_matches_the_simulation() {
         "calls per conversation",
     );
 }
+
+#[test]
+fn without_explicit_regenerate_and_stop_only_the_spans_show_them() {
+    let mut s = Scenario {
+        rate: 10.0,
+        duration: Duration::from_secs(1800),
+        ..Scenario::default()
+    };
+    s.signals.explicit_regenerate_stop = false;
+    let all = events(s);
+    let types: HashSet<&str> = all
+        .iter()
+        .filter_map(|e| match e {
+            Event::Signal(s) => Some(s.signal_type),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(types, HashSet::from(["copy", "edit", "abandon"]));
+    let cs = calls(&all);
+    assert!(cs.iter().any(|c| c.outcome == Outcome::Stopped));
+    // Regenerations still happen: the same conversation and turn, asked again.
+    let mut turns = HashSet::new();
+    assert!(cs
+        .iter()
+        .filter(|c| !matches!(c.outcome, Outcome::Failed { .. }))
+        .any(|c| !turns.insert((c.conversation_id.clone(), c.turn))));
+}

@@ -44,6 +44,9 @@ pub struct Summary {
     /// The first reasons items were refused, one per kind.
     pub refusals: Vec<String>,
     pub interrupted: bool,
+    /// Paced runs: the most a record was generated after its due wall time (the collector
+    /// or this machine could not keep up), seconds.
+    pub max_lag_s: f64,
 }
 
 impl Summary {
@@ -98,6 +101,13 @@ impl fmt::Display for Summary {
                 sent.requests,
                 sent.retries,
                 per(sent.accepted, self.wall_s)
+            )?;
+        }
+        if self.max_lag_s > 1.0 {
+            writeln!(
+                f,
+                "  behind schedule by up to {:.1} s (wall): lower the rate or the speedup",
+                self.max_lag_s
             )?;
         }
         for why in &self.refusals {
