@@ -104,9 +104,11 @@ async fn loadgen_traffic_lands_in_llm_calls_with_ttft_tpot_and_cost() {
         .await;
     assert_eq!(p.count("SELECT count() FROM llm_calls FINAL").await, calls);
     assert_eq!(p.count("SELECT count() FROM otel_traces").await, 2 * calls);
-    // Every call priced; every answered stream with TTFT, and TPOT when it had two tokens.
+    // Every answered call priced (failed ones report no usage); every answered stream with
+    // TTFT, and TPOT when it had two tokens.
     let zero = [
-        "countIf(cost_usd IS NULL OR cost_usd <= 0)",
+        "countIf(status_code != 'Error' AND (cost_usd IS NULL OR cost_usd <= 0))",
+        "countIf(status_code = 'Error' AND cost_usd IS NOT NULL)",
         "countIf(streaming AND status_code != 'Error' AND ttft_ms IS NULL)",
         "countIf(streaming AND output_tokens > 1 AND status_code != 'Error' AND tpot_ms IS NULL)",
         "countIf(NOT streaming AND ttft_ms IS NOT NULL)",

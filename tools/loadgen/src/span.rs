@@ -88,9 +88,10 @@ pub fn model_span(call: &Call, ctx: &SpanContext<'_>) -> Span {
         kv("gen_ai.request.stream", Value::BoolValue(call.streaming)),
         kv("gen_ai.conversation.id", s(&call.conversation_id)),
         kv("user.id", s(&call.user_id)),
-        kv("gen_ai.usage.input_tokens", int(call.input_tokens)),
     ];
+    // A failed call reports no usage (providers return none with an error), so it has no cost.
     if let Some(out) = call.output_tokens {
+        attributes.push(kv("gen_ai.usage.input_tokens", int(call.input_tokens)));
         attributes.push(kv("gen_ai.response.model", s(response_model)));
         attributes.push(kv("gen_ai.usage.output_tokens", int(out)));
     }

@@ -130,6 +130,7 @@ fn a_stopped_stream_has_no_finish_reason_and_a_failed_call_an_error() {
     let rendered = attributes(&failed);
     assert!(rendered.contains(&"error.type = \"429\"".to_string()));
     for absent in [
+        "gen_ai.usage.input_tokens",
         "gen_ai.usage.output_tokens",
         "gen_ai.response.time_to_first_chunk",
         "gen_ai.response.finish_reasons",
