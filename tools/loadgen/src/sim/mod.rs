@@ -27,6 +27,9 @@ use crate::dist::{exp_gap_ns, ms_to_ns, secs_to_ns, AtLeastOne, LogNormalMean, U
 use crate::event::{rfc3339, Call, Event, FeedbackItem, Outcome, SignalItem};
 use crate::incident::Schedule;
 use crate::LoadgenError;
+use queue::{Action, Pending};
+
+mod queue;
 
 /// Error types of failed calls and their shares.
 const ERRORS: &[(&str, f64)] = &[("429", 0.4), ("500", 0.3), ("503", 0.2), ("timeout", 0.1)];
@@ -54,41 +57,6 @@ struct Conversation {
     turns_left: u64,
     /// Input tokens of the current turn (a regenerate or retry sends the same input).
     input_tokens: u64,
-}
-
-#[derive(Debug)]
-enum Action {
-    Arrival,
-    /// A call of the conversation's current turn; `repeat`: the same input as the last call.
-    Call {
-        conversation: Box<Conversation>,
-        repeat: bool,
-    },
-    Emit(Box<Event>),
-}
-
-#[derive(Debug)]
-struct Pending {
-    t: i64,
-    seq: u64,
-    action: Action,
-}
-
-impl PartialEq for Pending {
-    fn eq(&self, other: &Self) -> bool {
-        (self.t, self.seq) == (other.t, other.seq)
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.t, self.seq).cmp(&(other.t, other.seq))
-    }
 }
 
 /// The traffic of one run.
@@ -514,5 +482,4 @@ fn nonzero<const N: usize, R: Rng + ?Sized>(rng: &mut R) -> [u8; N] {
 }
 
 #[cfg(test)]
-#[path = "sim_tests.rs"]
 pub(crate) mod tests;
