@@ -30,7 +30,9 @@ fn db() -> &'static Pipeline {
 }
 
 fn golden(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
 }
 
 #[track_caller]
@@ -45,7 +47,9 @@ fn check_golden(name: &str, actual: &str) {
 }
 
 fn lines(text: &str) -> Vec<Value> {
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn export_jsonl(args: &[&str]) -> (Vec<Value>, String) {
@@ -62,7 +66,16 @@ fn golden_files_for_every_shape_and_format() {
         let jsonl = dir.path().join(format!("{shape}.jsonl"));
         let parquet = dir.path().join(format!("{shape}.parquet"));
         for (format, path) in [("jsonl", &jsonl), ("parquet", &parquet)] {
-            let args = ["--project", "a", "--shape", shape, "--format", format, "--quiet", "-o"];
+            let args = [
+                "--project",
+                "a",
+                "--shape",
+                shape,
+                "--format",
+                format,
+                "--quiet",
+                "-o",
+            ];
             let (stdout, _) = cli_export(db(), &[&args[..], &[path.to_str().unwrap()]].concat());
             assert!(stdout.is_empty(), "-o writes to the file only");
         }
@@ -71,7 +84,11 @@ fn golden_files_for_every_shape_and_format() {
         let from_parquet = read_parquet(&parquet);
         check_golden(&format!("datasets.{shape}.parquet.json"), &from_parquet);
         // Both formats carry the same records.
-        assert_eq!(lines(&from_parquet), lines(&jsonl), "{shape}: parquet != jsonl");
+        assert_eq!(
+            lines(&from_parquet),
+            lines(&jsonl),
+            "{shape}: parquet != jsonl"
+        );
         assert!(!jsonl.contains(PROJECT_B_SECRET));
     }
 }
@@ -108,17 +125,37 @@ fn pii_is_redacted_and_near_misses_kept() {
     let (rows, report) = export_jsonl(&["--shape", "sft", "--conversation", "c4"]);
     assert_eq!(rows.len(), 1);
     let text = rows[0]["messages"].to_string();
-    for gone in ["jane.doe@example.com", "415 555 0100", "10.1.2.3", "4111 1111 1111 1111", "sk-proj-"] {
+    for gone in [
+        "jane.doe@example.com",
+        "415 555 0100",
+        "10.1.2.3",
+        "4111 1111 1111 1111",
+        "sk-proj-",
+    ] {
         assert!(!text.contains(gone), "{gone} survived: {text}");
     }
-    for kept in ["1.2.3", "2026-11-28", "4111 1111 1111 1112", "user at example dot com", "skilled sketch"] {
+    for kept in [
+        "1.2.3",
+        "2026-11-28",
+        "4111 1111 1111 1112",
+        "user at example dot com",
+        "skilled sketch",
+    ] {
         assert!(text.contains(kept), "near miss {kept} was redacted: {text}");
     }
-    for count in ["redacted_email=2", "redacted_phone=1", "redacted_card=1", "redacted_secret=1", "redacted_ip=1"] {
+    for count in [
+        "redacted_email=2",
+        "redacted_phone=1",
+        "redacted_card=1",
+        "redacted_secret=1",
+        "redacted_ip=1",
+    ] {
         assert!(report.contains(count), "{count} not in {report}");
     }
     let (rows, report) = export_jsonl(&["--shape", "sft", "--conversation", "c4", "--no-redact"]);
-    assert!(rows[0]["messages"].to_string().contains("jane.doe@example.com"));
+    assert!(rows[0]["messages"]
+        .to_string()
+        .contains("jane.doe@example.com"));
     assert!(report.contains("redacted_email=0"), "{report}");
 }
 
@@ -131,23 +168,41 @@ fn preference_pairs_from_every_source() {
     assert_eq!(regen[0]["chosen"][0]["content"], "Paris.");
     assert_eq!(regen[0]["rejected"][0]["content"], "Lyon.");
     assert_eq!(regen[0]["metadata"]["chosen_trace_id"], trace(2));
-    assert_eq!(regen[0]["metadata"]["evidence"], serde_json::json!(["sig-regen"]));
+    assert_eq!(
+        regen[0]["metadata"]["evidence"],
+        serde_json::json!(["sig-regen"])
+    );
     let fb = by_source("feedback");
     assert_eq!(fb.len(), 1, "{rows:#?}");
     assert_eq!(fb[0]["chosen"][0]["content"], "Borrow checker hums");
     assert_eq!(fb[0]["rejected"][0]["content"], "Segfault at midnight");
     let edit = by_source("edit");
     assert_eq!(edit.len(), 1, "{rows:#?}");
-    assert_eq!(edit[0]["chosen"][0]["content"], "Summary: contact Jane by email.");
-    assert!(edit[0]["rejected"][0]["content"].as_str().unwrap().contains("[EMAIL]"));
+    assert_eq!(
+        edit[0]["chosen"][0]["content"],
+        "Summary: contact Jane by email."
+    );
+    assert!(edit[0]["rejected"][0]["content"]
+        .as_str()
+        .unwrap()
+        .contains("[EMAIL]"));
     assert_eq!(rows.len(), 3);
-    assert!(report.contains("pairs_regenerate=1 pairs_feedback=1 pairs_edit=1"), "{report}");
+    assert!(
+        report.contains("pairs_regenerate=1 pairs_feedback=1 pairs_edit=1"),
+        "{report}"
+    );
     // One source only; ratings as numbers with other thresholds find nothing here.
     let (rows, _) = export_jsonl(&["--shape", "preference", "--pair-sources", "edit"]);
     assert_eq!(rows.len(), 1);
     let (rows, _) = export_jsonl(&[
-        "--shape", "preference", "--pair-sources", "feedback", "--positive-min", "4",
-        "--negative-max", "2",
+        "--shape",
+        "preference",
+        "--pair-sources",
+        "feedback",
+        "--positive-min",
+        "4",
+        "--negative-max",
+        "2",
     ]);
     assert!(rows.is_empty(), "{rows:#?}");
 }
@@ -165,14 +220,29 @@ fn eval_attaches_feedback_and_signals_by_the_join_rule() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|i| (i["id"].as_str().unwrap().into(), i["level"].as_str().unwrap().into()))
+            .map(|i| {
+                (
+                    i["id"].as_str().unwrap().into(),
+                    i["level"].as_str().unwrap().into(),
+                )
+            })
             .collect()
     };
-    let own = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+    let own = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    };
     // Conversation-level feedback reaches both calls of c1; the regenerate signal its subject.
-    assert_eq!(names(of(1), "feedback"), own(&[("fb-conv", "conversation")]));
+    assert_eq!(
+        names(of(1), "feedback"),
+        own(&[("fb-conv", "conversation")])
+    );
     assert_eq!(names(of(1), "signals"), own(&[("sig-regen", "span")]));
-    assert_eq!(names(of(2), "feedback"), own(&[("fb-conv", "conversation")]));
+    assert_eq!(
+        names(of(2), "feedback"),
+        own(&[("fb-conv", "conversation")])
+    );
     assert_eq!(names(of(2), "signals"), own(&[("sig-copy", "span")]));
     // The resent thumbs-up is one item, the last received version.
     let up = &of(3)["feedback"];
@@ -196,10 +266,19 @@ fn filters_select_calls() {
         t.sort();
         t
     };
-    assert_eq!(traces(&["--feedback", "thumbs", "--feedback-value", "true"]), [trace(3)]);
+    assert_eq!(
+        traces(&["--feedback", "thumbs", "--feedback-value", "true"]),
+        [trace(3)]
+    );
     assert_eq!(traces(&["--feedback", "thumbs"]), [trace(3), trace(4)]);
-    assert_eq!(traces(&["--feedback", "helpfulness", "--feedback-min", "3"]), [trace(1), trace(2)]);
-    assert_eq!(traces(&["--feedback", "correctness", "--feedback-label", "correct"]), [trace(5)]);
+    assert_eq!(
+        traces(&["--feedback", "helpfulness", "--feedback-min", "3"]),
+        [trace(1), trace(2)]
+    );
+    assert_eq!(
+        traces(&["--feedback", "correctness", "--feedback-label", "correct"]),
+        [trace(5)]
+    );
     assert_eq!(traces(&["--signal", "edit"]), [trace(5)]);
     assert_eq!(traces(&["--model", "claude-sonnet-4"]), [trace(4)]);
     assert_eq!(traces(&["--conversation", "c1"]), [trace(1), trace(2)]);
@@ -218,5 +297,8 @@ fn bad_flags_are_named() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--shape: must be sft, preference or eval"), "{err}");
+    assert!(
+        err.contains("--shape: must be sft, preference or eval"),
+        "{err}"
+    );
 }

@@ -21,7 +21,11 @@ async fn keys_and_projects() {
 
     let r = get(&api.addr, path, &[]);
     assert_eq!(r.status, 401);
-    let r = get(&api.addr, path, &[("authorization", "Bearer not-a-key-123")]);
+    let r = get(
+        &api.addr,
+        path,
+        &[("authorization", "Bearer not-a-key-123")],
+    );
     assert_eq!(r.status, 401);
     // A browser key of the same project cannot read or export.
     let r = get(&api.addr, path, &[PUBLIC_A]);
@@ -34,7 +38,11 @@ async fn keys_and_projects() {
 
     // Each key gets its own project, whatever the shape.
     for shape in ["sft", "preference", "eval"] {
-        let r = get(&api.addr, &format!("/v1/datasets/export?shape={shape}"), &[KEY_B]);
+        let r = get(
+            &api.addr,
+            &format!("/v1/datasets/export?shape={shape}"),
+            &[KEY_B],
+        );
         assert_eq!(r.status, 200);
         assert!(r.complete);
         let body = String::from_utf8(r.body()).unwrap();
@@ -42,7 +50,11 @@ async fn keys_and_projects() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             assert_eq!(v["metadata"]["project"], "b", "{line}");
         }
-        let r = get(&api.addr, &format!("/v1/datasets/export?shape={shape}&project=a"), &[KEY_A]);
+        let r = get(
+            &api.addr,
+            &format!("/v1/datasets/export?shape={shape}&project=a"),
+            &[KEY_A],
+        );
         assert_eq!(r.status, 200);
         let body = String::from_utf8(r.body()).unwrap();
         assert!(!body.is_empty(), "{shape}");
@@ -50,7 +62,9 @@ async fn keys_and_projects() {
         assert!(!body.contains("fb-b"), "{shape}: {body}");
     }
     let r = get(&api.addr, "/v1/datasets/export?shape=sft", &[KEY_B]);
-    assert!(String::from_utf8(r.body()).unwrap().contains(PROJECT_B_SECRET));
+    assert!(String::from_utf8(r.body())
+        .unwrap()
+        .contains(PROJECT_B_SECRET));
     db.drop_database().await;
 }
 
@@ -82,9 +96,16 @@ async fn bad_parameters_are_400_naming_them() {
 async fn report_reaches_the_caller_in_trailers_and_metrics() {
     let db = fixture::fixture_database().await;
     let api = Api::start(&db, &[]);
-    let r = get(&api.addr, "/v1/datasets/export?shape=sft&format=parquet", &[KEY_A]);
+    let r = get(
+        &api.addr,
+        "/v1/datasets/export?shape=sft&format=parquet",
+        &[KEY_A],
+    );
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type"), Some("application/vnd.apache.parquet"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.apache.parquet")
+    );
     assert!(r.complete);
     assert!(r.body().starts_with(b"PAR1") && r.body().ends_with(b"PAR1"));
     assert_eq!(r.trailer("flywheel-export-status"), Some("ok"));
@@ -92,7 +113,13 @@ async fn report_reaches_the_caller_in_trailers_and_metrics() {
         serde_json::from_str(r.trailer("flywheel-export-report").unwrap()).unwrap();
     assert_eq!(report["rows_written"], 5, "{report}");
     assert_eq!(report["duplicates_dropped"], 1, "{report}");
-    for (kind, n) in [("email", 2), ("phone", 1), ("card", 1), ("secret", 1), ("ip", 1)] {
+    for (kind, n) in [
+        ("email", 2),
+        ("phone", 1),
+        ("card", 1),
+        ("secret", 1),
+        ("ip", 1),
+    ] {
         assert_eq!(report["redactions"][kind], n, "{kind}: {report}");
     }
     // The same counts in the metrics.
@@ -104,7 +131,10 @@ async fn report_reaches_the_caller_in_trailers_and_metrics() {
         "flywheel_api_export_duplicates_dropped_total{shape=\"sft\"} 1",
         "flywheel_api_exports_total{format=\"parquet\",outcome=\"ok\",shape=\"sft\"} 1",
     ] {
-        assert!(metrics.lines().any(|l| l == line), "{line} not in:\n{metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in:\n{metrics}"
+        );
     }
     db.drop_database().await;
 }
@@ -142,7 +172,10 @@ async fn large_export_streams_in_bounded_chunks() {
     let largest = r.chunks.iter().map(Vec::len).max().unwrap();
     // One chunk per page of 500 calls: the server never held the whole dataset.
     assert!(r.chunks.len() >= 40, "{} chunks", r.chunks.len());
-    assert!(largest * 20 < total, "largest chunk {largest} of {total} bytes");
+    assert!(
+        largest * 20 < total,
+        "largest chunk {largest} of {total} bytes"
+    );
     let lines = String::from_utf8(r.body()).unwrap().lines().count();
     assert_eq!(lines as u64, rows);
     let report: serde_json::Value =

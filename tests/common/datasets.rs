@@ -111,14 +111,26 @@ pub async fn insert_fixture(pipeline: &Pipeline) {
         paris.clone(),
         // The same span delivered twice: one call after FINAL.
         paris,
-        call("a", 3, "c2", &haiku("Write a haiku about Rust."), &openai_out("Borrow checker hums")),
+        call(
+            "a",
+            3,
+            "c2",
+            &haiku("Write a haiku about Rust."),
+            &openai_out("Borrow checker hums"),
+        ),
         b2,
         call("a", 5, "c4", PII_INPUT, &semconv("assistant", PII_OUTPUT)),
         // Same prompt and answer as call 2 in another conversation: a duplicate.
         call("a", 6, "c5", &capital_in, &semconv("assistant", "Paris.")),
         // Content not captured.
         call("a", 7, "c6", &haiku("Anything?"), ""),
-        call("b", 8, "c7", &haiku("project b private question"), &openai_out(PROJECT_B_SECRET)),
+        call(
+            "b",
+            8,
+            "c7",
+            &haiku("project b private question"),
+            &openai_out(PROJECT_B_SECRET),
+        ),
     ];
     let client = pipeline.client();
     let mut insert = client.insert::<LlmCallRow>("llm_calls").await.unwrap();
@@ -311,8 +323,11 @@ fn read_headers(r: &mut impl BufRead) -> Vec<(String, String)> {
 /// `GET path` over HTTP/1.1 with `TE: trailers`, reading chunk framing and trailers.
 pub fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nTE: trailers\r\nConnection: close\r\n");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let mut request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nTE: trailers\r\nConnection: close\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -327,7 +342,11 @@ pub fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
         ..RawResponse::default()
     };
     if resp.header("transfer-encoding") != Some("chunked") {
-        let len: usize = resp.header("content-length").unwrap_or("0").parse().unwrap();
+        let len: usize = resp
+            .header("content-length")
+            .unwrap_or("0")
+            .parse()
+            .unwrap();
         let mut body = vec![0; len];
         r.read_exact(&mut body).unwrap();
         resp.chunks.push(body);

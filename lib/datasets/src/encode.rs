@@ -29,7 +29,11 @@ fn utf8(name: &str) -> Field {
 
 fn messages(name: &str) -> Field {
     let item = DataType::Struct(Fields::from(vec![utf8("role"), utf8("content")]));
-    Field::new(name, DataType::List(Arc::new(Field::new("item", item, true))), false)
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new("item", item, true))),
+        false,
+    )
 }
 
 fn strukt(name: &str, fields: Vec<Field>) -> Field {
@@ -38,16 +42,28 @@ fn strukt(name: &str, fields: Vec<Field>) -> Field {
 
 fn list_of(name: &str, fields: Vec<Field>) -> Field {
     let item = DataType::Struct(Fields::from(fields));
-    Field::new(name, DataType::List(Arc::new(Field::new("item", item, true))), false)
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new("item", item, true))),
+        false,
+    )
 }
 
 fn metadata() -> Field {
     strukt(
         "metadata",
-        ["project", "trace_id", "span_id", "model", "timestamp", "conversation_id", "user_id"]
-            .into_iter()
-            .map(utf8)
-            .collect(),
+        [
+            "project",
+            "trace_id",
+            "span_id",
+            "model",
+            "timestamp",
+            "conversation_id",
+            "user_id",
+        ]
+        .into_iter()
+        .map(utf8)
+        .collect(),
     )
 }
 

@@ -177,9 +177,10 @@ async fn calls<O: Output>(
     let filters = query::call_filters(req);
     let mut after: Option<PageKey> = None;
     loop {
-        let page: Vec<CallRow> = query::calls_page(req, &filters, after.as_ref(), options.page_size)
-            .fetch(client)
-            .await?;
+        let page: Vec<CallRow> =
+            query::calls_page(req, &filters, after.as_ref(), options.page_size)
+                .fetch(client)
+                .await?;
         let Some(last) = page.last() else { break };
         after = Some(PageKey::of(last));
         sink.report.calls_read += page.len() as u64;
@@ -233,7 +234,12 @@ struct Attached {
 }
 
 /// The join rule: how an item with these ids attaches to `call`, if it does.
-fn level(trace_id: &str, span_id: &str, conversation_id: &str, call: &CallRow) -> Option<&'static str> {
+fn level(
+    trace_id: &str,
+    span_id: &str,
+    conversation_id: &str,
+    call: &CallRow,
+) -> Option<&'static str> {
     if !trace_id.is_empty() {
         if trace_id != call.trace_id {
             None

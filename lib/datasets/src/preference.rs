@@ -143,7 +143,8 @@ async fn regenerate<O: Output>(
     for group in signals.chunks(chunk) {
         let targets: Vec<(String, String)> = group.iter().map(discarded_of).collect();
         let traces = query::id_list(targets.iter().map(|(t, _)| t.as_str()));
-        let rejected = fetch_calls(client, sink, query::calls_of_traces(req, filters, traces)).await?;
+        let rejected =
+            fetch_calls(client, sink, query::calls_of_traces(req, filters, traces)).await?;
         let conversations = query::id_list(rejected.iter().map(|c| c.conversation_id.as_str()));
         let later = fetch_calls(
             client,
@@ -153,7 +154,9 @@ async fn regenerate<O: Output>(
         .await?;
         let later: Vec<(u128, &CallRow)> = later.iter().map(|c| (prompt_hash(c), c)).collect();
         for (signal, (trace_id, span_id)) in group.iter().zip(&targets) {
-            let Some(a) = find(&rejected, trace_id, span_id) else { continue };
+            let Some(a) = find(&rejected, trace_id, span_id) else {
+                continue;
+            };
             if a.conversation_id.is_empty() {
                 continue;
             }
@@ -170,7 +173,14 @@ async fn regenerate<O: Output>(
                 messages::completion(&a.output_messages).unwrap_or_default(),
             );
             let evidence = vec![signal.id.clone()];
-            pair(sink, PairSource::Regenerate, a, (b, chosen), (a, rejected_text), evidence)?;
+            pair(
+                sink,
+                PairSource::Regenerate,
+                a,
+                (b, chosen),
+                (a, rejected_text),
+                evidence,
+            )?;
             if sink.full() {
                 return Ok(());
             }
@@ -179,6 +189,10 @@ async fn regenerate<O: Output>(
     }
     Ok(())
 }
+
+/// Whether a call (or trace) was rated positively, and by which feedback ids; `None` when it
+/// was rated both ways.
+type Polarity = Option<(bool, Vec<String>)>;
 
 /// A rated call: its key and the feedback ids that rated it.
 #[derive(Clone)]
@@ -197,11 +211,16 @@ async fn feedback<O: Output>(
 ) -> Result<(), DatasetError> {
     let req = sink.req;
     let p = &req.preference;
-    let ratings = query::rating_feedback(&req.project, &p.feedback_name, p.positive_min, p.negative_max)
-        .fetch::<query::FeedbackItem>(client)
-        .await?;
+    let ratings = query::rating_feedback(
+        &req.project,
+        &p.feedback_name,
+        p.positive_min,
+        p.negative_max,
+    )
+    .fetch::<query::FeedbackItem>(client)
+    .await?;
     // (trace, span or "") -> (positive?, feedback ids); both ways -> None.
-    let mut polarity: HashMap<(String, String), Option<(bool, Vec<String>)>> = HashMap::new();
+    let mut polarity: HashMap<(String, String), Polarity> = HashMap::new();
     for f in &ratings {
         let positive = f.score.is_some_and(|s| s >= p.positive_min);
         let entry = polarity
@@ -222,7 +241,9 @@ async fn feedback<O: Output>(
         for c in fetch_calls(client, sink, sql).await? {
             let span = polarity.get(&(c.trace_id.clone(), c.span_id.clone()));
             let trace = polarity.get(&(c.trace_id.clone(), String::new()));
-            let Some(Some((positive, ids))) = span.or(trace) else { continue };
+            let Some(Some((positive, ids))) = span.or(trace) else {
+                continue;
+            };
             let rated = Rated {
                 trace_id: c.trace_id.clone(),
                 span_id: c.span_id.clone(),
@@ -230,7 +251,11 @@ async fn feedback<O: Output>(
                 evidence: ids.clone(),
             };
             let g = groups.entry(prompt_hash(&c)).or_default();
-            if *positive { g.0.push(rated) } else { g.1.push(rated) }
+            if *positive {
+                g.0.push(rated)
+            } else {
+                g.1.push(rated)
+            }
         }
     }
     // Pairs, in the time order of each group's first rated call.
@@ -261,7 +286,14 @@ async fn feedback<O: Output>(
             let evidence = good.evidence.iter().chain(&bad.evidence).cloned().collect();
             let chosen = messages::completion(&g.output_messages).unwrap_or_default();
             let rejected = messages::completion(&b.output_messages).unwrap_or_default();
-            pair(sink, PairSource::Feedback, g, (g, chosen), (b, rejected), evidence)?;
+            pair(
+                sink,
+                PairSource::Feedback,
+                g,
+                (g, chosen),
+                (b, rejected),
+                evidence,
+            )?;
             if sink.full() {
                 return Ok(());
             }
@@ -288,13 +320,22 @@ async fn edit<O: Output>(
         let traces = query::id_list(group.iter().map(|s| s.trace_id.as_str()));
         let calls = fetch_calls(client, sink, query::calls_of_traces(req, filters, traces)).await?;
         for s in group {
-            let Some(c) = find(&calls, &s.trace_id, &s.span_id) else { continue };
+            let Some(c) = find(&calls, &s.trace_id, &s.span_id) else {
+                continue;
+            };
             let original = messages::completion(&c.output_messages).unwrap_or_default();
             if messages::normalise(&original) == messages::normalise(&s.edited_text) {
                 continue;
             }
             let evidence = vec![s.id.clone()];
-            pair(sink, PairSource::Edit, c, (c, s.edited_text.clone()), (c, original), evidence)?;
+            pair(
+                sink,
+                PairSource::Edit,
+                c,
+                (c, s.edited_text.clone()),
+                (c, original),
+                evidence,
+            )?;
             if sink.full() {
                 return Ok(());
             }

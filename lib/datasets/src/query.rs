@@ -140,10 +140,16 @@ pub fn id_list<'a>(ids: impl IntoIterator<Item = &'a str>) -> Bind {
 pub fn call_filters(req: &ExportRequest) -> Sql {
     let mut sql = Sql::default();
     if let Some(from) = req.from {
-        sql.push(" AND timestamp >= fromUnixTimestamp64Nano(?)", [Bind::I64(from)]);
+        sql.push(
+            " AND timestamp >= fromUnixTimestamp64Nano(?)",
+            [Bind::I64(from)],
+        );
     }
     if let Some(to) = req.to {
-        sql.push(" AND timestamp < fromUnixTimestamp64Nano(?)", [Bind::I64(to)]);
+        sql.push(
+            " AND timestamp < fromUnixTimestamp64Nano(?)",
+            [Bind::I64(to)],
+        );
     }
     if !req.models.is_empty() {
         sql.push(" AND model IN ?", [Bind::Strs(req.models.clone())]);
@@ -182,8 +188,14 @@ pub fn call_filters(req: &ExportRequest) -> Sql {
 /// trace (conversation level).
 fn attached(sql: &mut Sql, table: &str, project: &str, cond: &Sql) {
     let levels = [
-        ("(trace_id, span_id) IN (SELECT trace_id, span_id", "trace_id != '' AND span_id != ''"),
-        ("trace_id IN (SELECT trace_id", "trace_id != '' AND span_id = ''"),
+        (
+            "(trace_id, span_id) IN (SELECT trace_id, span_id",
+            "trace_id != '' AND span_id != ''",
+        ),
+        (
+            "trace_id IN (SELECT trace_id",
+            "trace_id != '' AND span_id = ''",
+        ),
         (
             "(conversation_id != '' AND conversation_id IN (SELECT conversation_id",
             "trace_id = '' AND conversation_id != ''",
@@ -262,7 +274,10 @@ pub fn calls_page(req: &ExportRequest, filters: &Sql, after: Option<&PageKey>, l
 pub async fn count_calls(client: &Client, req: &ExportRequest) -> Result<u64, DatasetError> {
     let filters = call_filters(req);
     let mut sql = Sql::default();
-    sql.push("SELECT count() FROM llm_calls FINAL WHERE project = ?", [s(&req.project)]);
+    sql.push(
+        "SELECT count() FROM llm_calls FINAL WHERE project = ?",
+        [s(&req.project)],
+    );
     sql.push(&filters.text, filters.binds.iter().cloned());
     Ok(sql.query(client).fetch_one::<u64>().await?)
 }
@@ -343,7 +358,12 @@ pub fn rating_feedback(project: &str, name: &str, positive_min: f64, negative_ma
              AND trace_id != '' AND score IS NOT NULL AND (score >= ? OR score <= ?) \
              ORDER BY timestamp, id"
         ),
-        [s(project), s(name), Bind::F64(positive_min), Bind::F64(negative_max)],
+        [
+            s(project),
+            s(name),
+            Bind::F64(positive_min),
+            Bind::F64(negative_max),
+        ],
     );
     sql
 }
@@ -382,7 +402,12 @@ mod tests {
             feedback_for("p", id_list([]), id_list([])),
             signals_for("p", id_list([]), id_list([])),
         ] {
-            assert_eq!(sql.text.matches('?').count(), sql.binds.len(), "{}", sql.text);
+            assert_eq!(
+                sql.text.matches('?').count(),
+                sql.binds.len(),
+                "{}",
+                sql.text
+            );
             assert_eq!(sql.text.matches('(').count(), sql.text.matches(')').count());
         }
         // Every sub-select stays inside the project and reads FINAL.

@@ -78,7 +78,8 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     ))
     .unwrap(),
     bearer: Regex::new(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/-]{16,}=*").unwrap(),
-    email: Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}").unwrap(),
+    email: Regex::new(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+        .unwrap(),
     // Issuer numbers start with 2 to 6 (Mastercard 2/5, Amex 3, Visa 4, Discover 6): long ids and
     // nanosecond timestamps starting otherwise are left alone even when they pass Luhn.
     card: Regex::new(r"\b[2-6](?:[ -]?\d){12,18}\b").unwrap(),
@@ -98,7 +99,12 @@ pub fn redact<'a>(text: &'a str, counts: &mut RedactionCounts) -> Cow<'a, str> {
     let p = &*PATTERNS;
     let mut out = Cow::Borrowed(text);
     out = replace(out, &p.pem, |_| Some("[SECRET]".into()), &mut counts.secret);
-    out = replace(out, &p.secret, |_| Some("[SECRET]".into()), &mut counts.secret);
+    out = replace(
+        out,
+        &p.secret,
+        |_| Some("[SECRET]".into()),
+        &mut counts.secret,
+    );
     out = replace(
         out,
         &p.bearer,
@@ -193,7 +199,7 @@ pub fn luhn(digits: &[u32]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn ipv4(c: &Captures<'_>) -> Option<String> {

@@ -109,7 +109,11 @@ fn counts_accumulate_and_unchanged_text_borrows() {
 
 #[test]
 fn luhn_checksum() {
-    let d = |s: &str| s.chars().map(|c| c.to_digit(10).unwrap()).collect::<Vec<_>>();
+    let d = |s: &str| {
+        s.chars()
+            .map(|c| c.to_digit(10).unwrap())
+            .collect::<Vec<_>>()
+    };
     assert!(luhn(&d("4111111111111111")));
     assert!(luhn(&d("79927398713")));
     assert!(!luhn(&d("79927398710")));

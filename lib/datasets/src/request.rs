@@ -106,7 +106,12 @@ pub struct PreferenceOptions {
 impl Default for PreferenceOptions {
     fn default() -> Self {
         Self {
-            sources: [PairSource::Regenerate, PairSource::Feedback, PairSource::Edit].into(),
+            sources: [
+                PairSource::Regenerate,
+                PairSource::Feedback,
+                PairSource::Edit,
+            ]
+            .into(),
             feedback_name: "thumbs".to_string(),
             positive_min: 1.0,
             negative_max: 0.0,
@@ -268,7 +273,10 @@ where
                 if !ok {
                     return Err(bad(
                         k,
-                        format!("must be one of {} or custom:<name>", SIGNAL_TYPES.join(", ")),
+                        format!(
+                            "must be one of {} or custom:<name>",
+                            SIGNAL_TYPES.join(", ")
+                        ),
                     ));
                 }
                 req.signal = Some(v.to_string());
@@ -328,13 +336,19 @@ where
     match feedback_name {
         Some(name) => req.feedback = Some(FeedbackFilter { name, value }),
         None if value != FeedbackValue::Any => {
-            return Err(bad("feedback", "a feedback value filter needs the feedback name"))
+            return Err(bad(
+                "feedback",
+                "a feedback value filter needs the feedback name",
+            ))
         }
         None => {}
     }
     let pref = req.preference.clone();
     if req.shape == Shape::Preference {
-        for (p, set) in [("feedback", req.feedback.is_some()), ("signal", req.signal.is_some())] {
+        for (p, set) in [
+            ("feedback", req.feedback.is_some()),
+            ("signal", req.signal.is_some()),
+        ] {
             if set {
                 return Err(bad(
                     p,
@@ -349,7 +363,12 @@ where
             return Err(bad("negative_max", "must be below `positive_min`"));
         }
     } else {
-        for p in ["pair_sources", "pair_feedback", "positive_min", "negative_max"] {
+        for p in [
+            "pair_sources",
+            "pair_feedback",
+            "positive_min",
+            "negative_max",
+        ] {
             if seen.contains(p) {
                 return Err(bad(p, "applies to shape=preference only"));
             }
@@ -393,8 +412,12 @@ pub fn time(param: &str, v: &str) -> Result<i64, ParamError> {
             .ok()
             .map(|t| t.to_utc())
     };
-    t.and_then(|t| t.timestamp_nanos_opt())
-        .ok_or_else(|| bad(param, format!("{v:?} is not YYYY-MM-DD or an RFC 3339 time")))
+    t.and_then(|t| t.timestamp_nanos_opt()).ok_or_else(|| {
+        bad(
+            param,
+            format!("{v:?} is not YYYY-MM-DD or an RFC 3339 time"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -454,13 +477,24 @@ mod tests {
             (vec![("signal", "like")], "signal"),
             (vec![("redact", "maybe")], "redact"),
             (vec![("feedback_min", "1")], "feedback"),
-            (vec![("feedback", "x"), ("feedback_min", "nan")], "feedback_min"),
             (
-                vec![("feedback", "x"), ("feedback_min", "3"), ("feedback_max", "1")],
+                vec![("feedback", "x"), ("feedback_min", "nan")],
+                "feedback_min",
+            ),
+            (
+                vec![
+                    ("feedback", "x"),
+                    ("feedback_min", "3"),
+                    ("feedback_max", "1"),
+                ],
                 "feedback_max",
             ),
             (
-                vec![("feedback", "x"), ("feedback_value", "1"), ("feedback_label", "a")],
+                vec![
+                    ("feedback", "x"),
+                    ("feedback_value", "1"),
+                    ("feedback_label", "a"),
+                ],
                 "feedback_value",
             ),
             (vec![("shape", "preference"), ("signal", "edit")], "signal"),

@@ -44,12 +44,7 @@ pub struct ExportState {
 }
 
 /// One JSON error body for every refusal: `{"code": "...", "message": "...", "param": "..."}`.
-fn error(
-    metrics: &Metrics,
-    code: ErrorCode,
-    message: &str,
-    param: Option<&str>,
-) -> Response {
+fn error(metrics: &Metrics, code: ErrorCode, message: &str, param: Option<&str>) -> Response {
     metrics
         .requests
         .with_label_values(&["export", code.reason()])

@@ -55,11 +55,17 @@ impl Metrics {
                 &["shape"],
             )?,
             export_duplicates: IntCounterVec::new(
-                Opts::new(EXPORT_DUPLICATES, "Dataset records dropped as exact duplicates."),
+                Opts::new(
+                    EXPORT_DUPLICATES,
+                    "Dataset records dropped as exact duplicates.",
+                ),
                 &["shape"],
             )?,
             export_redactions: IntCounterVec::new(
-                Opts::new(EXPORT_REDACTIONS, "PII replaced by placeholders in exports."),
+                Opts::new(
+                    EXPORT_REDACTIONS,
+                    "PII replaced by placeholders in exports.",
+                ),
                 &["kind"],
             )?,
             export_duration: HistogramVec::new(
