@@ -183,3 +183,14 @@ async fn large_export_streams_in_bounded_chunks() {
     assert_eq!(report["rows_written"], rows);
     db.drop_database().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_down_before_any_byte_is_503() {
+    let nowhere = format!("http://127.0.0.1:{}", common::free_port());
+    let db = Pipeline::new("127.0.0.1:9092", &nowhere);
+    let api = Api::start(&db, &[]);
+    let r = get(&api.addr, "/v1/datasets/export", &[KEY_A]);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["code"], "unavailable");
+    assert!(r.header("retry-after").is_some());
+}

@@ -121,8 +121,8 @@ fn s(v: &str) -> Bind {
     Bind::Str(v.to_string())
 }
 
-/// A non-empty list for `IN ?` (ClickHouse refuses `IN []`): `""` never matches the ids it is
-/// compared with, which are checked non-empty.
+/// A non-empty list for `IN ?` (ClickHouse refuses `IN []`): the `""` it always holds never
+/// matches, because every query checks the compared column is not empty first.
 pub fn id_list<'a>(ids: impl IntoIterator<Item = &'a str>) -> Bind {
     let mut v: Vec<String> = ids
         .into_iter()
@@ -286,7 +286,10 @@ pub async fn count_calls(client: &Client, req: &ExportRequest) -> Result<u64, Da
 pub fn calls_of_traces(req: &ExportRequest, filters: &Sql, traces: Bind) -> Sql {
     let mut sql = Sql::default();
     sql.push(
-        &format!("SELECT {CALL_COLUMNS} FROM llm_calls FINAL WHERE project = ? AND trace_id IN ?"),
+        &format!(
+            "SELECT {CALL_COLUMNS} FROM llm_calls FINAL WHERE project = ? AND trace_id != '' \
+             AND trace_id IN ?"
+        ),
         [s(&req.project), traces],
     );
     sql.push(&filters.text, filters.binds.iter().cloned());
@@ -299,7 +302,8 @@ pub fn calls_of_conversations(req: &ExportRequest, filters: &Sql, conversations:
     let mut sql = Sql::default();
     sql.push(
         &format!(
-            "SELECT {CALL_COLUMNS} FROM llm_calls FINAL WHERE project = ? AND conversation_id IN ?"
+            "SELECT {CALL_COLUMNS} FROM llm_calls FINAL WHERE project = ? \
+             AND conversation_id != '' AND conversation_id IN ?"
         ),
         [s(&req.project), conversations],
     );
@@ -313,8 +317,10 @@ pub fn feedback_for(project: &str, traces: Bind, conversations: Bind) -> Sql {
     let mut sql = Sql::default();
     sql.push(
         &format!(
-            "SELECT {FEEDBACK_COLUMNS} FROM feedback FINAL WHERE project = ? AND (trace_id IN ? \
-             OR (trace_id = '' AND conversation_id IN ?)) ORDER BY timestamp, id"
+            "SELECT {FEEDBACK_COLUMNS} FROM feedback FINAL WHERE project = ? \
+             AND ((trace_id != '' AND trace_id IN ?) \
+             OR (trace_id = '' AND conversation_id != '' AND conversation_id IN ?)) \
+             ORDER BY timestamp, id"
         ),
         [s(project), traces, conversations],
     );
@@ -327,8 +333,10 @@ pub fn signals_for(project: &str, traces: Bind, conversations: Bind) -> Sql {
     let mut sql = Sql::default();
     sql.push(
         &format!(
-            "SELECT {SIGNAL_COLUMNS} FROM signals FINAL WHERE project = ? AND (trace_id IN ? \
-             OR discarded_trace_id IN ? OR (trace_id = '' AND conversation_id IN ?)) \
+            "SELECT {SIGNAL_COLUMNS} FROM signals FINAL WHERE project = ? \
+             AND ((trace_id != '' AND trace_id IN ?) \
+             OR (discarded_trace_id != '' AND discarded_trace_id IN ?) \
+             OR (trace_id = '' AND conversation_id != '' AND conversation_id IN ?)) \
              ORDER BY timestamp, id"
         ),
         [s(project), traces.clone(), traces, conversations],

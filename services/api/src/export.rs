@@ -8,8 +8,10 @@
 //! The export report reaches the caller in HTTP trailers (`flywheel-export-status: ok`,
 //! `flywheel-export-report: {json}`), sent when the request carries `TE: trailers` (hyper, like
 //! the HTTP spec, sends trailers only to clients that announce they accept them), and always
-//! in metrics and one log line. A failure after the 200 was sent ends the body without its last
-//! chunk, so the client sees an incomplete transfer rather than a short dataset that looks whole.
+//! in metrics and one log line. The status line waits for the first encoded bytes, so a failure
+//! before any (ClickHouse down) is a proper 503 / 500; a failure after the 200 was sent ends the
+//! body without its last chunk, so the client sees an incomplete transfer rather than a short
+//! dataset that looks whole.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -112,7 +114,6 @@ pub async fn export(
         return error(m, ErrorCode::InFlightLimit, msg, None);
     };
 
-    m.requests.with_label_values(&["export", "ok"]).inc();
     let (tx, rx) = mpsc::channel(4);
     let content_type = req.format.content_type();
     let filename = format!(
@@ -125,7 +126,12 @@ pub async fn export(
         let _slot = slot;
         run_export(&task_state, req, tx).await;
     });
-    let mut response = Response::new(Body::new(ChannelBody { rx }));
+    let mut rx = rx;
+    let first = match rx.recv().await {
+        Some(Err(failed)) => return error(m, failed.code, &failed.message, None),
+        first => first,
+    };
+    let mut response = Response::new(Body::new(ChannelBody { first, rx }));
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if let Ok(v) = HeaderValue::from_str(&filename) {
@@ -138,7 +144,35 @@ pub async fn export(
     response
 }
 
-type Chunk = Result<Frame<Bytes>, std::io::Error>;
+/// Why an export stopped, as the client may see it (no internals).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failed {
+    code: ErrorCode,
+    message: String,
+}
+
+impl Failed {
+    fn of(e: &DatasetError) -> Self {
+        let (code, message) = match e {
+            DatasetError::ClickHouse(clickhouse::error::Error::Network(_)) => (
+                ErrorCode::Unavailable,
+                "ClickHouse is unavailable; retry later",
+            ),
+            DatasetError::Closed(_) => (ErrorCode::ShuttingDown, "the export was cancelled"),
+            _ => (
+                ErrorCode::Internal,
+                "the export failed; the server log has the cause",
+            ),
+        };
+        Self {
+            code,
+            message: message.to_string(),
+        }
+    }
+}
+
+type Chunk = Result<Frame<Bytes>, Failed>;
 
 /// Sends encoded bytes into the response body; waits while the client is slow.
 struct ChannelOutput {
@@ -180,6 +214,7 @@ async fn run_export(
         .observe(started.elapsed().as_secs_f64());
     match result {
         Ok(report) => {
+            m.requests.with_label_values(&["export", "ok"]).inc();
             record(m, shape, &report);
             let json = serde_json::to_string(&report).unwrap_or_default();
             tracing::info!(
@@ -201,10 +236,9 @@ async fn run_export(
         }
         Err(e) => {
             tracing::warn!(project = %req.project, shape, format, outcome, error = %e, "export did not finish");
-            // An error frame makes hyper abort the body: no final chunk reaches the client.
-            let _ = tx
-                .send(Err(std::io::Error::other(format!("export failed: {e}"))))
-                .await;
+            // Before the first bytes this becomes the error response; after them, an error
+            // frame makes hyper abort the body: no final chunk reaches the client.
+            let _ = tx.send(Err(Failed::of(&e))).await;
         }
     }
 }
@@ -223,17 +257,22 @@ fn record(m: &Metrics, shape: &str, report: &ExportReport) {
 
 /// A response body fed by a channel: data frames, then optionally trailers, or an error.
 struct ChannelBody {
+    /// The frame already taken to decide the status line.
+    first: Option<Chunk>,
     rx: mpsc::Receiver<Chunk>,
 }
 
 impl http_body::Body for ChannelBody {
     type Data = Bytes;
-    type Error = std::io::Error;
+    type Error = Failed;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Failed>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(first));
+        }
         self.rx.poll_recv(cx)
     }
 }
