@@ -246,3 +246,72 @@ impl ParquetState {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::Message;
+    use crate::records::{Metadata, SftRecord};
+    use arrow_array::{Array, ListArray, StructArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn record(i: usize) -> Record {
+        Record::Sft(SftRecord {
+            messages: vec![
+                Message::new("user", format!("q{i}")),
+                Message::new("assistant", format!("a{i}")),
+            ],
+            metadata: Metadata {
+                project: "p".into(),
+                trace_id: format!("t{i}"),
+                span_id: "s".into(),
+                model: "m".into(),
+                timestamp: "2026-11-28T00:00:00.000000000Z".into(),
+                conversation_id: String::new(),
+                user_id: String::new(),
+            },
+        })
+    }
+
+    #[test]
+    fn jsonl_is_one_object_per_line() {
+        let mut e = Encoder::new(Shape::Sft, Format::Jsonl).unwrap();
+        e.push(record(1)).unwrap();
+        let first = e.take();
+        e.push(record(2)).unwrap();
+        let rest = e.finish().unwrap();
+        let text = String::from_utf8([first, rest].concat()).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(
+            text.starts_with(r#"{"messages":[{"role":"user","content":"q1"}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn parquet_round_trips_across_batches_and_row_groups() {
+        let n = ROW_GROUP_ROWS + BATCH_ROWS + 3;
+        let mut e = Encoder::new(Shape::Sft, Format::Parquet).unwrap();
+        let mut file = Vec::new();
+        for i in 0..n {
+            e.push(record(i)).unwrap();
+            file.extend_from_slice(&e.take());
+        }
+        // A full row group left before the end: bytes stream out during the export.
+        assert!(file.len() > 4, "nothing left before finish");
+        file.extend_from_slice(&e.finish().unwrap());
+        let reader = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(file)).unwrap();
+        assert_eq!(reader.schema(), &schema(Shape::Sft));
+        assert!(reader.metadata().num_row_groups() >= 2);
+        let batches: Vec<_> = reader.build().unwrap().map(Result::unwrap).collect();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), n);
+        let messages = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .unwrap();
+        let first = messages.value(0);
+        let first = first.as_any().downcast_ref::<StructArray>().unwrap();
+        assert_eq!(first.len(), 2);
+    }
+}
