@@ -5,8 +5,8 @@
 #     and ~0.6 KB completion per call, 1000 conversations per model, 4 models, an email in one
 #     prompt of 50; plus ROWS/20 thumbs feedback rows and ROWS/50 copy signals.
 #  2. Times `flywheel export` for sft and eval, to JSONL and to Parquet, printing rows/s, output
-#     size and the exporter's peak RSS (GNU time); ClickHouse (the local engine) runs on the
-#     same 2 cores and is included in the wall time.
+#     size, the exporter's own CPU seconds and peak RSS (GNU time); ClickHouse (the local
+#     engine) runs on the same 2 cores and is included in the wall time, not in the CPU.
 #
 # usage: bench/export.sh [ROWS=1000000] [KEEP=0 (1 keeps the database)]
 set -euo pipefail
@@ -56,11 +56,11 @@ for shape in sft eval; do
   for format in jsonl parquet; do
     file=$out/$shape.$format
     cmd=("$bin" export --project bench --shape "$shape" --format "$format" --quiet -o "$file")
-    /usr/bin/time -f "%e %M" -o "$out/time" "${cmd[@]}" 2>"$out/report"
-    read -r secs rss_kb <"$out/time"
+    /usr/bin/time -f "%e %M %U %S" -o "$out/time" "${cmd[@]}" 2>"$out/report"
+    read -r secs rss_kb usr sys <"$out/time"
     written=$(grep -o 'rows_written=[0-9]*' "$out/report" | cut -d= -f2)
-    printf '%-5s %-8s rows=%s seconds=%s rows_per_s=%s size=%s peak_rss=%s MiB | %s\n' \
-      "$shape" "$format" "$written" "$secs" "$(echo "$written / $secs" | bc)" \
+    printf '%-5s %-8s rows=%s seconds=%s rows_per_s=%s exporter_cpu_s=%s size=%s peak_rss=%s MiB | %s\n' \
+      "$shape" "$format" "$written" "$secs" "$(echo "$written / $secs" | bc)" "$(echo "$usr + $sys" | bc)" \
       "$(du -h "$file" | cut -f1)" "$((rss_kb / 1024))" "$(grep -o 'redacted_email=[0-9]*' "$out/report")"
   done
 done
