@@ -9,6 +9,7 @@
 #     engine) runs on the same 2 cores and is included in the wall time, not in the CPU.
 #
 # usage: bench/export.sh [ROWS=1000000] [KEEP=0 (1 keeps the database)]
+#        env SHAPES="sft eval" FORMATS="jsonl parquet" PAGE_SIZE=2000 (calls per query)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${1:-1000000} keep=${2:-0}
@@ -23,7 +24,7 @@ export FLYWHEEL_CLICKHOUSE__URL=$CLICKHOUSE_URL FLYWHEEL_CLICKHOUSE__DATABASE=$d
 ch() { curl -fsS "$CLICKHOUSE_URL/?database=$db" --data-binary "$1"; }
 cleanup() { [ "$keep" = 1 ] || curl -fsS "$CLICKHOUSE_URL/" --data-binary "DROP DATABASE IF EXISTS $db" >/dev/null || true; }
 trap cleanup EXIT
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F); rows=$rows database=$db"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F); rows=$rows database=$db page_size=${PAGE_SIZE:-2000}"
 
 "$bin" migrate >/dev/null
 t0=$(date +%s.%N)
@@ -52,10 +53,10 @@ ch "INSERT INTO signals (id, project, timestamp, trace_id, span_id, type, source
 t1=$(date +%s.%N)
 echo "generated: $(ch "SELECT count() FROM llm_calls") calls, $(ch "SELECT count() FROM feedback") feedback, $(ch "SELECT count() FROM signals") signals in $(echo "$t1 - $t0" | bc) s; llm_calls on disk: $(ch "SELECT formatReadableSize(sum(bytes_on_disk)) FROM system.parts WHERE database = '$db' AND table = 'llm_calls' AND active")"
 
-for shape in sft eval; do
-  for format in jsonl parquet; do
+for shape in ${SHAPES:-sft eval}; do
+  for format in ${FORMATS:-jsonl parquet}; do
     file=$out/$shape.$format
-    cmd=("$bin" export --project bench --shape "$shape" --format "$format" --quiet -o "$file")
+    cmd=("$bin" export --project bench --shape "$shape" --format "$format" --page-size "${PAGE_SIZE:-2000}" --quiet -o "$file")
     /usr/bin/time -f "%e %M %U %S" -o "$out/time" "${cmd[@]}" 2>"$out/report"
     read -r secs rss_kb usr sys <"$out/time"
     written=$(grep -o 'rows_written=[0-9]*' "$out/report" | cut -d= -f2)
