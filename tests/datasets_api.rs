@@ -8,6 +8,7 @@ mod fixture;
 
 use common::ingest::Pipeline;
 use fixture::{get, Api, PROJECT_B_SECRET};
+use flywheel_schema::rows::FeedbackRow;
 
 const KEY_A: (&str, &str) = ("authorization", "Bearer secret-key-a");
 const KEY_B: (&str, &str) = ("x-api-key", "secret-key-b");
@@ -181,6 +182,42 @@ async fn large_export_streams_in_bounded_chunks() {
     let report: serde_json::Value =
         serde_json::from_str(r.trailer("flywheel-export-report").unwrap()).unwrap();
     assert_eq!(report["rows_written"], rows);
+
+    // eval with pages larger than one side query takes (1000 ids): a conversation-level item
+    // found by several parts of a page is attached once.
+    let mut conv = fixture::feedback("fb-bulk", "a", "helpfulness", ("", "", "conv-1"));
+    conv.score = Some(5.0);
+    let mut insert = db.client().insert::<FeedbackRow>("feedback").await.unwrap();
+    insert.write(&conv).await.unwrap();
+    insert.end().await.unwrap();
+    let args = [
+        "--project",
+        "a",
+        "--shape",
+        "eval",
+        "--model",
+        "bulk-model",
+        "--page-size",
+        "5000",
+        "--quiet",
+    ];
+    let (out, _) = fixture::cli_export(&db, &args);
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.lines().count() as u64, rows);
+    let rated: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["metadata"]["conversation_id"] == "conv-1")
+        .collect();
+    assert_eq!(rated.len() as u64, rows / 1000);
+    for r in &rated {
+        assert_eq!(
+            r["feedback"].as_array().unwrap().len(),
+            1,
+            "{}",
+            r["feedback"]
+        );
+    }
     db.drop_database().await;
 }
 

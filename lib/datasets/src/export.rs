@@ -256,16 +256,31 @@ fn level(
 
 impl Attached {
     async fn load(client: &Client, project: &str, page: &[CallRow]) -> Result<Self, DatasetError> {
-        let traces = || query::id_list(page.iter().map(|c| c.trace_id.as_str()));
-        let conversations = query::id_list(page.iter().map(|c| c.conversation_id.as_str()));
-        Ok(Self {
-            feedback: query::feedback_for(project, traces(), conversations.clone())
+        let mut me = Self {
+            feedback: Vec::new(),
+            signals: Vec::new(),
+        };
+        for part in page.chunks(query::MAX_IDS_PER_QUERY) {
+            let traces = || query::id_list(part.iter().map(|c| c.trace_id.as_str()));
+            let conversations = query::id_list(part.iter().map(|c| c.conversation_id.as_str()));
+            let feedback: Vec<FeedbackItem> =
+                query::feedback_for(project, traces(), conversations.clone())
+                    .fetch(client)
+                    .await?;
+            me.feedback.extend(feedback);
+            let signals: Vec<SignalItem> = query::signals_for(project, traces(), conversations)
                 .fetch(client)
-                .await?,
-            signals: query::signals_for(project, traces(), conversations)
-                .fetch(client)
-                .await?,
-        })
+                .await?;
+            me.signals.extend(signals);
+        }
+        if page.len() > query::MAX_IDS_PER_QUERY {
+            // A trace- or conversation-level item can be found by several parts.
+            let mut seen = HashSet::new();
+            me.feedback.retain(|f| seen.insert(f.id.clone()));
+            seen.clear();
+            me.signals.retain(|s| seen.insert(s.id.clone()));
+        }
+        Ok(me)
     }
 
     fn feedback_of<O: Output>(&self, call: &CallRow, sink: &mut Sink<'_, O>) -> Vec<EvalFeedback> {

@@ -35,7 +35,9 @@ pub(crate) async fn mine<O: Output>(
 ) -> Result<(), DatasetError> {
     let req = sink.req;
     let filters = query::call_filters(req);
-    let chunk = usize::try_from(options.page_size).unwrap_or(1000).max(1);
+    let chunk = usize::try_from(options.page_size)
+        .unwrap_or(query::MAX_IDS_PER_QUERY)
+        .clamp(1, query::MAX_IDS_PER_QUERY);
     for source in req.preference.sources.clone() {
         if sink.full() {
             break;

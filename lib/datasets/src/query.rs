@@ -121,6 +121,11 @@ fn s(v: &str) -> Bind {
     Bind::Str(v.to_string())
 }
 
+/// Most ids bound into one `IN ?` list: ClickHouse parses at most `max_query_size` (256 KiB by
+/// default) of SQL, and 1000 trace ids plus 1000 conversation ids stay far below it. Pages
+/// larger than this run their side queries in several parts.
+pub const MAX_IDS_PER_QUERY: usize = 1000;
+
 /// A non-empty list for `IN ?` (ClickHouse refuses `IN []`): the `""` it always holds never
 /// matches, because every query checks the compared column is not empty first.
 pub fn id_list<'a>(ids: impl IntoIterator<Item = &'a str>) -> Bind {
