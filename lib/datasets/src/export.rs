@@ -260,7 +260,8 @@ impl Attached {
             feedback: Vec::new(),
             signals: Vec::new(),
         };
-        for part in page.chunks(query::MAX_IDS_PER_QUERY) {
+        let parts = query::id_parts(page);
+        for part in &parts {
             let traces = || query::id_list(part.iter().map(|c| c.trace_id.as_str()));
             let conversations = query::id_list(part.iter().map(|c| c.conversation_id.as_str()));
             let feedback: Vec<FeedbackItem> =
@@ -273,7 +274,7 @@ impl Attached {
                 .await?;
             me.signals.extend(signals);
         }
-        if page.len() > query::MAX_IDS_PER_QUERY {
+        if parts.len() > 1 {
             // A trace- or conversation-level item can be found by several parts.
             let mut seen = HashSet::new();
             me.feedback.retain(|f| seen.insert(f.id.clone()));
