@@ -44,3 +44,27 @@ impl Validate for ApiConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_bad_values_are_named() {
+        ApiConfig::default().validate().unwrap();
+        let e = ApiConfig {
+            export_page_size: 0,
+            ..ApiConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("api.export_page_size"), "{e}");
+        let e = ApiConfig {
+            max_concurrent_exports: 0,
+            ..ApiConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("api.max_concurrent_exports"), "{e}");
+    }
+}
