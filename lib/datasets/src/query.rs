@@ -113,7 +113,15 @@ impl Sql {
     where
         T: clickhouse::RowOwned + clickhouse::RowRead,
     {
-        Ok(self.query(client).fetch_all::<T>().await?)
+        let started = std::time::Instant::now();
+        let rows = self.query(client).fetch_all::<T>().await?;
+        tracing::debug!(
+            rows = rows.len(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            sql = %self.text.chars().take(60).collect::<String>(),
+            "query"
+        );
+        Ok(rows)
     }
 }
 
