@@ -171,7 +171,7 @@ pub async fn run(clickhouse: &ClickHouseConfig, args: ExportArgs) -> anyhow::Res
         ProgressDrawTarget::stderr()
     });
     if let Ok(style) = ProgressStyle::with_template(
-        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} calls ({per_sec}, eta {eta})",
+        "{spinner} [{elapsed_precise}] {bar:40} {human_pos}/{human_len} calls, eta {eta}",
     ) {
         bar.set_style(style);
     }
