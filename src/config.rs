@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use flywheel_api::ApiConfig;
 use flywheel_auth::AuthConfig;
 use flywheel_bus::KafkaConfig;
 use flywheel_collector::CollectorConfig;
@@ -24,6 +25,7 @@ pub struct FlywheelConfig {
     pub clickhouse: ClickHouseConfig,
     pub collector: CollectorConfig,
     pub ingester: IngesterConfig,
+    pub api: ApiConfig,
 }
 
 /// The admin server: `/metrics`, `/healthz`, `/readyz`.
@@ -47,7 +49,8 @@ impl Validate for FlywheelConfig {
         self.kafka.validate()?;
         self.clickhouse.validate()?;
         self.collector.validate()?;
-        self.ingester.validate()
+        self.ingester.validate()?;
+        self.api.validate()
     }
 }
 
@@ -72,6 +75,7 @@ mod tests {
                     flywheel_config::load_with_env(Some(&path), Vec::new())
                         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 assert!(!config.kafka.brokers.is_empty());
+                assert!(config.api.export_page_size > 0);
                 seen += 1;
             }
         }

@@ -2,6 +2,7 @@
 //! service in one process with the same code. See ARCHITECTURE.md.
 
 mod config;
+mod export;
 mod tools;
 
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ enum Command {
     Collector,
     /// Run the ingester: spans, feedback and signals from Kafka into ClickHouse.
     Ingester,
+    /// Run the read API (`GET /v1/datasets/export`).
+    Api,
     /// Run every service in one process (applies pending migrations first).
     All,
     /// Create or upgrade the ClickHouse schema (idempotent).
@@ -56,6 +59,9 @@ enum Command {
         #[arg(long)]
         since: String,
     },
+    /// Export a project's calls as a dataset (sft, preference or eval; JSONL or Parquet),
+    /// reading ClickHouse directly. PII is redacted and exact duplicates dropped by default.
+    Export(Box<export::ExportArgs>),
     /// Print the effective configuration check result and exit (fails on an invalid config).
     CheckConfig,
     /// Send realistic LLM traffic (spans, feedback, signals) with scheduled incidents to the
@@ -93,10 +99,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Collector => runtime.block_on(serve(config, &[Service::Collector])),
         Command::Ingester => runtime.block_on(serve(config, &[Service::Ingester])),
+        Command::Api => runtime.block_on(serve(config, &[Service::Api])),
         Command::All => runtime.block_on(async {
             migrate(&config).await?;
-            serve(config, &[Service::Collector, Service::Ingester]).await
+            serve(
+                config,
+                &[Service::Collector, Service::Ingester, Service::Api],
+            )
+            .await
         }),
+        Command::Export(args) => runtime.block_on(export::run(&config.clickhouse, *args)),
         Command::Migrate => runtime.block_on(migrate(&config)),
         Command::Reprice { since } => {
             let since_ns = parse_since(&since)?;
@@ -178,6 +190,7 @@ fn parse_since_or_ago(s: &str) -> anyhow::Result<i64> {
 enum Service {
     Collector,
     Ingester,
+    Api,
 }
 
 async fn migrate(config: &config::FlywheelConfig) -> anyhow::Result<()> {
@@ -256,6 +269,21 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
             )
             .await
             .context("ingester failed")
+        });
+    }
+    if services.contains(&Service::Api) {
+        flywheel_api::register_readiness(&config.clickhouse, &readiness, shutdown.clone());
+        let (api, auth, clickhouse) = (
+            config.api.clone(),
+            config.auth.clone(),
+            config.clickhouse.clone(),
+        );
+        let (registry, readiness, shutdown) =
+            (registry.clone(), readiness.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            flywheel_api::run(api, &auth, &clickhouse, &registry, &readiness, shutdown)
+                .await
+                .context("api failed")
         });
     }
     let (admin_addr, admin) = flywheel_telemetry::admin::bind(

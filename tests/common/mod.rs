@@ -150,6 +150,8 @@ impl Collector {
                 format!("127.0.0.1:{grpc}"),
             )
             .env("FLYWHEEL_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+            // `all` runs the api too: never the fixed default port.
+            .env("FLYWHEEL_API__LISTEN", format!("127.0.0.1:{}", free_port()))
             .env("RUST_LOG", "warn,flywheel=info")
             .stdin(Stdio::null());
         for (k, v) in env {
