@@ -198,18 +198,6 @@ pub const PARAMS: &[&str] = &[
     "negative_max",
 ];
 
-const SIGNAL_TYPES: &[&str] = &[
-    "regenerate",
-    "stop",
-    "edit",
-    "copy",
-    "retry",
-    "rephrase",
-    "continue",
-    "abandon",
-    "conversation_end",
-];
-
 /// Parses `pairs` for `project`. Models may repeat or be comma-separated; every other parameter
 /// may appear once.
 pub fn parse<I, K, V>(project: &str, pairs: I) -> Result<ExportRequest, ParamError>
@@ -268,17 +256,8 @@ where
             "feedback_max" => fb_max = Some(number(k, v)?),
             "feedback_label" => fb_label = Some(non_empty(k, v)?),
             "signal" => {
-                let ok = SIGNAL_TYPES.contains(&v)
-                    || v.strip_prefix("custom:").is_some_and(|n| !n.is_empty());
-                if !ok {
-                    return Err(bad(
-                        k,
-                        format!(
-                            "must be one of {} or custom:<name>",
-                            SIGNAL_TYPES.join(", ")
-                        ),
-                    ));
-                }
+                // The contract's own parser: the same names the API accepts.
+                flywheel_feedback::signal_type(v).map_err(|m| bad(k, m))?;
                 req.signal = Some(v.to_string());
             }
             "conversation" => req.conversation = Some(non_empty(k, v)?),
