@@ -10,6 +10,7 @@ use flywheel_auth::AuthConfig;
 use flywheel_bus::KafkaConfig;
 use flywheel_collector::CollectorConfig;
 use flywheel_config::{ConfigError, Validate};
+use flywheel_detector::DetectorConfig;
 use flywheel_ingester::IngesterConfig;
 use flywheel_schema::ClickHouseConfig;
 use serde::Deserialize;
@@ -24,6 +25,7 @@ pub struct FlywheelConfig {
     pub clickhouse: ClickHouseConfig,
     pub collector: CollectorConfig,
     pub ingester: IngesterConfig,
+    pub detector: DetectorConfig,
 }
 
 /// The admin server: `/metrics`, `/healthz`, `/readyz`.
@@ -47,7 +49,8 @@ impl Validate for FlywheelConfig {
         self.kafka.validate()?;
         self.clickhouse.validate()?;
         self.collector.validate()?;
-        self.ingester.validate()
+        self.ingester.validate()?;
+        self.detector.validate()
     }
 }
 

@@ -38,7 +38,10 @@ enum Command {
     Collector,
     /// Run the ingester: spans, feedback and signals from Kafka into ClickHouse.
     Ingester,
-    /// Run every service in one process (applies pending migrations first).
+    /// Run the detector: streaming SLOs and burn-rate alerts (needs `detector.slo_file`).
+    Detector,
+    /// Run every service in one process (applies pending migrations first); the detector runs
+    /// when `detector.slo_file` is set.
     All,
     /// Create or upgrade the ClickHouse schema (idempotent).
     Migrate,
@@ -90,9 +93,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Collector => runtime.block_on(serve(config, &[Service::Collector])),
         Command::Ingester => runtime.block_on(serve(config, &[Service::Ingester])),
+        Command::Detector => runtime.block_on(serve(config, &[Service::Detector])),
         Command::All => runtime.block_on(async {
             migrate(&config).await?;
-            serve(config, &[Service::Collector, Service::Ingester]).await
+            let mut services = vec![Service::Collector, Service::Ingester];
+            if config.detector.slo_file.is_some() {
+                services.push(Service::Detector);
+            } else {
+                tracing::info!("detector.slo_file is not set: the detector does not run");
+            }
+            serve(config, &services).await
         }),
         Command::Migrate => runtime.block_on(migrate(&config)),
         Command::Reprice { since } => {
@@ -167,6 +177,7 @@ fn parse_since_or_ago(s: &str) -> anyhow::Result<i64> {
 enum Service {
     Collector,
     Ingester,
+    Detector,
 }
 
 async fn migrate(config: &config::FlywheelConfig) -> anyhow::Result<()> {
@@ -241,6 +252,29 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
             )
             .await
             .context("ingester failed")
+        });
+    }
+    if services.contains(&Service::Detector) {
+        let (detector, kafka, clickhouse, auth) = (
+            config.detector.clone(),
+            config.kafka.clone(),
+            config.clickhouse.clone(),
+            config.auth.clone(),
+        );
+        let (registry, readiness, shutdown) =
+            (registry.clone(), readiness.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            flywheel_detector::run(
+                detector,
+                &kafka,
+                &clickhouse,
+                &auth,
+                &registry,
+                &readiness,
+                shutdown,
+            )
+            .await
+            .context("detector failed")
         });
     }
     let (admin_addr, admin) = flywheel_telemetry::admin::bind(
