@@ -198,14 +198,26 @@ async fn a_restart_during_an_incident_does_not_page_again() {
     traffic.fail(true);
     wait("the page", || hook.count("firing") == 1);
     let fingerprint = am.alerts_of(SLO)[0]["fingerprint"].clone();
+    p.wait_count("SELECT count() FROM llm_calls WHERE status_code = 'Error'", 5, PROGRESS)
+        .await;
 
     // Restart in the middle of the incident.
     assert_eq!(detector.terminate().code(), Some(0));
     let detector = Detector::start(&p, &config);
     // It restored the alert from history and keeps it alive in Alertmanager by re-sending
     // (Alertmanager hears it, the webhook does not).
-    let (_, alerts) = get_json(&format!("{}/v1/alerts", detector.api), "acme-secret-key").await;
-    assert_eq!(alerts["firing"][0]["fingerprint"], fingerprint, "{alerts}");
+    let url = format!("{}/v1/alerts", detector.api);
+    let deadline = std::time::Instant::now() + PROGRESS;
+    loop {
+        let (_, alerts) = get_json(&url, "acme-secret-key").await;
+        if alerts["firing"][0]["fingerprint"] == fingerprint {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not restored: {alerts}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(detector.metric("flywheel_detector_restored_alerts"), 1.0);
+    assert!(detector.metric("flywheel_detector_rebuilt_events") >= 5.0);
     wait("the restarted detector re-sends the alert", || {
         detector.metric(
             "flywheel_detector_notifications_total{outcome=\"sent\",sender=\"alertmanager\"}",

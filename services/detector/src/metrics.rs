@@ -21,6 +21,8 @@ pub const EVALUATION: &str = "flywheel_detector_evaluation_seconds";
 pub const SLO_SLI: &str = "flywheel_detector_slo_sli_min";
 pub const SLO_BUDGET: &str = "flywheel_detector_slo_budget_remaining_min";
 pub const SLO_BURN: &str = "flywheel_detector_slo_burn_rate_max";
+pub const REBUILT_EVENTS: &str = "flywheel_detector_rebuilt_events";
+pub const RESTORED_ALERTS: &str = "flywheel_detector_restored_alerts";
 pub const HISTORY_ERRORS: &str = "flywheel_detector_history_errors_total";
 
 /// Event kinds (the `kind` label).
@@ -62,6 +64,10 @@ pub struct Metrics {
     pub slo_burn: GaugeVec,
     /// Failed ClickHouse reads and writes (history, lookups), by operation.
     pub history_errors: IntCounterVec,
+    /// Stored calls, feedback and signals replayed at start-up.
+    pub rebuilt_events: IntGauge,
+    /// Firing alerts restored from history at start-up.
+    pub restored_alerts: IntGauge,
 }
 
 impl Metrics {
@@ -138,7 +144,17 @@ impl Metrics {
                 ),
                 &["operation"],
             )?,
+            rebuilt_events: IntGauge::new(
+                REBUILT_EVENTS,
+                "Stored calls, feedback and signals replayed at start-up.",
+            )?,
+            restored_alerts: IntGauge::new(
+                RESTORED_ALERTS,
+                "Firing alerts restored from the alert history at start-up.",
+            )?,
         };
+        registry.register(Box::new(m.rebuilt_events.clone()))?;
+        registry.register(Box::new(m.restored_alerts.clone()))?;
         registry.register(Box::new(m.events.clone()))?;
         registry.register(Box::new(m.unattributed.clone()))?;
         registry.register(Box::new(m.undecodable.clone()))?;

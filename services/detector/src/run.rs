@@ -242,6 +242,8 @@ async fn rebuild(
             }),
         }
     }
+    d.metrics.rebuilt_events.set(n as i64);
+    d.metrics.restored_alerts.set(restored as i64);
     tracing::info!(
         restored_alerts = restored,
         events = n,
