@@ -116,13 +116,18 @@ async fn an_error_burst_pages_once_and_resolves() {
     assert_eq!(status, 200, "{slos}");
     let view = &slos["slos"][0];
     assert_eq!(view["slo"], SLO);
-    assert_eq!((view["model"].as_str(), view["service"].as_str()), (Some("gpt-test"), Some("svc")));
+    assert_eq!(
+        (view["model"].as_str(), view["service"].as_str()),
+        (Some("gpt-test"), Some("svc"))
+    );
     assert_eq!(view["bad_events"], 0);
     assert!(am.alerts_of(SLO).is_empty());
 
     // The incident: every call fails.
     traffic.fail(true);
-    wait("Alertmanager lists the page", || !am.alerts_of(SLO).is_empty());
+    wait("Alertmanager lists the page", || {
+        !am.alerts_of(SLO).is_empty()
+    });
     let alert = am.alerts_of(SLO).remove(0);
     assert_eq!(alert["labels"]["severity"], "page");
     assert_eq!(alert["labels"]["model"], "gpt-test");
@@ -134,7 +139,10 @@ async fn an_error_burst_pages_once_and_resolves() {
 
     // The API shows it, to the right project only.
     let (_, alerts) = get_json(&format!("{}/v1/alerts", detector.api), "acme-secret-key").await;
-    assert_eq!(alerts["firing"][0]["fingerprint"], alert["fingerprint"], "{alerts}");
+    assert_eq!(
+        alerts["firing"][0]["fingerprint"], alert["fingerprint"],
+        "{alerts}"
+    );
     let (_, other) = get_json(&format!("{}/v1/alerts", detector.api), "other-secret-key").await;
     assert_eq!(other["firing"].as_array().map(Vec::len), Some(0), "{other}");
     let (_, other) = get_json(&format!("{}/v1/slos", detector.api), "other-secret-key").await;
@@ -150,7 +158,9 @@ async fn an_error_burst_pages_once_and_resolves() {
     // Clean again: resolved in Alertmanager (no longer listed) and announced once.
     traffic.fail(false);
     wait("Alertmanager resolves it", || am.alerts_of(SLO).is_empty());
-    wait("the webhook hears the resolution", || hook.count("resolved") == 1);
+    wait("the webhook hears the resolution", || {
+        hook.count("resolved") == 1
+    });
     traffic.stop().await;
     assert_eq!(hook.count("firing"), 1, "paged more than once");
     let resolved = hook
@@ -198,8 +208,12 @@ async fn a_restart_during_an_incident_does_not_page_again() {
     traffic.fail(true);
     wait("the page", || hook.count("firing") == 1);
     let fingerprint = am.alerts_of(SLO)[0]["fingerprint"].clone();
-    p.wait_count("SELECT count() FROM llm_calls WHERE status_code = 'Error'", 5, PROGRESS)
-        .await;
+    p.wait_count(
+        "SELECT count() FROM llm_calls WHERE status_code = 'Error'",
+        5,
+        PROGRESS,
+    )
+    .await;
 
     // Restart in the middle of the incident.
     assert_eq!(detector.terminate().code(), Some(0));
@@ -213,7 +227,10 @@ async fn a_restart_during_an_incident_does_not_page_again() {
         if alerts["firing"][0]["fingerprint"] == fingerprint {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "not restored: {alerts}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not restored: {alerts}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(detector.metric("flywheel_detector_restored_alerts"), 1.0);

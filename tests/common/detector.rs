@@ -25,7 +25,10 @@ fn alertmanager_bin() -> String {
     if let Ok(b) = std::env::var("ALERTMANAGER_BIN") {
         return b;
     }
-    for b in ["/usr/bin/prometheus-alertmanager", "prometheus-alertmanager"] {
+    for b in [
+        "/usr/bin/prometheus-alertmanager",
+        "prometheus-alertmanager",
+    ] {
         if Path::new(b).exists() {
             return b.to_string();
         }
@@ -43,8 +46,11 @@ impl Alertmanager {
     pub fn start(dir: &Path) -> Self {
         let port = free_port();
         let config = dir.join("alertmanager.yml");
-        std::fs::write(&config, "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n")
-            .unwrap();
+        std::fs::write(
+            &config,
+            "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n",
+        )
+        .unwrap();
         let child = Command::new(alertmanager_bin())
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.path={}", dir.join("am-data").display()))
@@ -121,8 +127,9 @@ impl WebhookReceiver {
                         sink.lock().unwrap().push(v);
                     }
                 }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
             }
         });
         Self { url, bodies }

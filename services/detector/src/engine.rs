@@ -239,7 +239,7 @@ impl Engine {
             self.store.advance_to(wall_ms - self.cfg.idle_advance_ms);
         }
         self.ticks += 1;
-        if self.ticks % 600 == 0 {
+        if self.ticks.is_multiple_of(600) {
             self.store.evict_idle();
         }
         let Some(end) = self.store.closed_end() else {

@@ -45,7 +45,7 @@ fn error(code: ErrorCode, message: String) -> Response {
         .into_response()
 }
 
-fn project(state: &ApiState, headers: &HeaderMap) -> Result<String, Response> {
+fn project(state: &ApiState, headers: &HeaderMap) -> Result<String, (ErrorCode, String)> {
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     state
         .auth
@@ -56,14 +56,14 @@ fn project(state: &ApiState, headers: &HeaderMap) -> Result<String, Response> {
                 AuthError::Missing | AuthError::Unknown => ErrorCode::Unauthenticated,
                 AuthError::Forbidden(_) => ErrorCode::PermissionDenied,
             };
-            error(code, e.to_string())
+            (code, e.to_string())
         })
 }
 
 async fn slos(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let project = match project(&state, &headers) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err((code, message)) => return error(code, message),
     };
     let snap = state.snapshot.read().unwrap_or_else(|p| p.into_inner());
     let views: Vec<&SloView> = snap.views.iter().filter(|v| v.project == project).collect();
@@ -88,7 +88,7 @@ fn alert_json(a: &Alert, state: &str) -> Value {
 async fn alerts(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     let project = match project(&state, &headers) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err((code, message)) => return error(code, message),
     };
     let of_project = |a: &Alert| a.labels.get("project") == Some(&project);
     let (firing, local_recent): (Vec<Value>, Vec<Value>) = {
