@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::detector::{calls, detector_config, Alertmanager, Detector, WebhookReceiver};
+use common::detector::{
+    calls, detector_config, detector_config_with, Alertmanager, Detector, WebhookReceiver,
+};
 use common::ingest::{clickhouse_url, Ingester, Pipeline};
 use common::{kafka_brokers, wait_until};
 use prost::Message;
@@ -103,8 +105,17 @@ async fn an_error_burst_pages_once_and_resolves() {
     let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
     p.migrate();
     let am = Alertmanager::start(dir.path());
-    let hook = WebhookReceiver::start();
-    let config = detector_config(dir.path(), &p, SLOS, &am.url, &hook.url);
+    // The webhook refuses its first two deliveries: the sender retries.
+    let hook = WebhookReceiver::failing_first(2);
+    let slack = WebhookReceiver::start();
+    let config = detector_config_with(
+        dir.path(),
+        &p,
+        SLOS,
+        &am.url,
+        &hook.url,
+        &format!("slack_webhook_urls = [\"{}\"]", slack.url),
+    );
     let traffic = Traffic::start(&p);
     let detector = Detector::start(&p, &config);
 
@@ -176,6 +187,25 @@ async fn an_error_burst_pages_once_and_resolves() {
         detector.metric(
             "flywheel_detector_notifications_total{outcome=\"sent\",sender=\"alertmanager\"}"
         ) >= 2.0
+    );
+    assert_eq!(
+        detector.metric("flywheel_detector_delivery_retries_total{sender=\"webhook\"}"),
+        2.0
+    );
+    // Slack: one message for the page, one for the resolution.
+    let texts: Vec<String> = slack
+        .all()
+        .iter()
+        .map(|b| b["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[0].starts_with("[FIRING] availability-test (page)"),
+        "{texts:?}"
+    );
+    assert!(
+        texts[1].starts_with("[RESOLVED] availability-test (page)"),
+        "{texts:?}"
     );
     // History in ClickHouse: the page and its resolution.
     let (_, alerts) = get_json(&format!("{}/v1/alerts", detector.api), "acme-secret-key").await;
@@ -251,6 +281,197 @@ async fn a_restart_during_an_incident_does_not_page_again() {
     wait("Alertmanager resolves it", || am.alerts_of(SLO).is_empty());
     traffic.stop().await;
     assert_eq!(hook.count("firing"), 1);
+    assert_eq!(detector.terminate().code(), Some(0));
+    let _ = ingester.terminate();
+    p.drop_database().await;
+}
+
+const QUALITY_SLOS: &str = "\
+slos:
+  - name: thumbs-test
+    selector: { project: acme, model: gpt-test }
+    sli: { negative_feedback: { name: thumbs, negative: { boolean: false } } }
+    objective: 0.9
+    window: 1h
+    alerting:
+      windows: [ { long: 1m, short: 20s, burn_rate: 5, severity: page } ]
+  - name: regenerate-test
+    selector: { project: acme, model: gpt-test }
+    sli: { signal: { signal: regenerate } }
+    objective: 0.9
+    window: 1h
+    alerting:
+      windows: [ { long: 1m, short: 20s, burn_rate: 5, severity: page } ]
+";
+
+fn feedback(trace_id: &str, span_id: &str, thumbs_up: bool) -> Vec<u8> {
+    use flywheel_feedback::pb;
+    pb::Feedback {
+        id: common::unique("fb"),
+        subject: Some(pb::Subject {
+            trace_id: trace_id.into(),
+            span_id: span_id.into(),
+            ..Default::default()
+        }),
+        name: "thumbs".into(),
+        value: Some(pb::FeedbackValue {
+            kind: Some(pb::feedback_value::Kind::Boolean(thumbs_up)),
+            ..Default::default()
+        }),
+        time_unix_nano: common::now_ns(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// Feedback about calls the detector never saw live is attributed through a ClickHouse lookup,
+/// a regenerate signal about a live call through memory, and an item about an unknown call is
+/// counted as unattributed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_and_signals_join_to_model_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    p.migrate();
+    let am = Alertmanager::start(dir.path());
+    let hook = WebhookReceiver::start();
+    let producer = p.producer();
+    let ingester = Ingester::start(&p, &[]);
+    // Four calls stored before the detector starts (it will not replay them: no history).
+    let old = calls(1_000_001, 4, "gpt-test", false);
+    let old_spans: Vec<(String, String)> = old.resource_spans[0].scope_spans[0]
+        .spans
+        .iter()
+        .map(|s| (hex::encode(&s.trace_id), hex::encode(&s.span_id)))
+        .collect();
+    let now = common::now_ns();
+    p.produce(
+        &producer,
+        &p.topic,
+        "acme",
+        now,
+        b"old",
+        old.encode_to_vec(),
+    )
+    .await;
+    p.wait_count("SELECT count() FROM llm_calls", 4, PROGRESS)
+        .await;
+    let config = detector_config_with(
+        dir.path(),
+        &p,
+        QUALITY_SLOS,
+        &am.url,
+        &hook.url,
+        "rebuild_from_history = false",
+    );
+    let detector = Detector::start(&p, &config);
+
+    // Thumbs down on two old calls, up on two: resolved by lookup.
+    for (i, (t, s)) in old_spans.iter().enumerate() {
+        let payload = feedback(t, s, i % 2 == 0);
+        p.produce(
+            &producer,
+            &p.feedback_topic,
+            "acme",
+            common::now_ns(),
+            t.as_bytes(),
+            payload,
+        )
+        .await;
+    }
+    // One about a call nobody stored.
+    let unknown = feedback(&"ab".repeat(16), &"cd".repeat(8), false);
+    p.produce(
+        &producer,
+        &p.feedback_topic,
+        "acme",
+        common::now_ns(),
+        b"x",
+        unknown,
+    )
+    .await;
+    // A live call, then a regenerate that discards it: resolved from memory.
+    let live = calls(1_000_002, 1, "gpt-test", false);
+    let (lt, ls) = {
+        let s = &live.resource_spans[0].scope_spans[0].spans[0];
+        (hex::encode(&s.trace_id), hex::encode(&s.span_id))
+    };
+    p.produce(
+        &producer,
+        &p.topic,
+        "acme",
+        common::now_ns(),
+        lt.as_bytes(),
+        live.encode_to_vec(),
+    )
+    .await;
+    wait("the live call counted", || {
+        detector.metric("flywheel_detector_events_total{kind=\"call\",outcome=\"counted\"}") >= 1.0
+    });
+    let signal = flywheel_feedback::pb::Signal {
+        id: common::unique("sig"),
+        r#type: flywheel_feedback::pb::SignalType::Regenerate as i32,
+        discarded: Some(flywheel_feedback::pb::SpanRef {
+            trace_id: lt.clone(),
+            span_id: ls.clone(),
+        }),
+        time_unix_nano: common::now_ns(),
+        ..Default::default()
+    };
+    p.produce(
+        &producer,
+        &p.signals_topic,
+        "acme",
+        common::now_ns(),
+        lt.as_bytes(),
+        signal.encode_to_vec(),
+    )
+    .await;
+
+    wait("feedback attributed through the lookup", || {
+        detector.metric("flywheel_detector_events_total{kind=\"feedback\",outcome=\"counted\"}")
+            >= 4.0
+    });
+    wait(
+        "the unknown call's feedback counted as unattributed",
+        || detector.metric("flywheel_detector_unattributed_total{kind=\"feedback\"}") >= 1.0,
+    );
+    wait("the signal attributed from memory", || {
+        detector.metric("flywheel_detector_events_total{kind=\"signal\",outcome=\"counted\"}")
+            >= 1.0
+    });
+    assert_eq!(
+        detector.metric("flywheel_detector_events_total{kind=\"feedback\",outcome=\"counted\"}"),
+        4.0
+    );
+    assert_eq!(
+        detector.metric("flywheel_detector_unattributed_total{kind=\"feedback\"}"),
+        1.0
+    );
+    // The SLIs, once evaluated past the items' buckets.
+    let url = format!("{}/v1/slos", detector.api);
+    let deadline = std::time::Instant::now() + PROGRESS;
+    loop {
+        let (_, slos) = get_json(&url, "acme-secret-key").await;
+        let view = |name: &str| {
+            slos["slos"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["slo"] == name)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (thumbs, regen) = (view("thumbs-test"), view("regenerate-test"));
+        if thumbs["events"] == 4 && regen["bad_events"] == 1 {
+            assert_eq!(thumbs["bad_events"], 2, "{slos}");
+            assert_eq!(thumbs["model"], "gpt-test");
+            // The regenerate SLI's total is the calls: the live one.
+            assert_eq!(regen["events"], 1, "{slos}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{slos}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     assert_eq!(detector.terminate().code(), Some(0));
     let _ = ingester.terminate();
     p.drop_database().await;

@@ -93,7 +93,8 @@ impl Drop for Alertmanager {
     }
 }
 
-/// Records the JSON body of every POST it receives and answers 200.
+/// Records the JSON body of every POST it receives and answers 200 (after answering 503 to
+/// the first `fail_first` requests, unrecorded).
 pub struct WebhookReceiver {
     pub url: String,
     pub bodies: Arc<Mutex<Vec<serde_json::Value>>>,
@@ -101,11 +102,16 @@ pub struct WebhookReceiver {
 
 impl WebhookReceiver {
     pub fn start() -> Self {
+        Self::failing_first(0)
+    }
+
+    pub fn failing_first(fail_first: usize) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let sink = bodies.clone();
         std::thread::spawn(move || {
+            let mut to_fail = fail_first;
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -122,7 +128,15 @@ impl WebhookReceiver {
                     }
                 }
                 let mut body = vec![0; len];
-                if reader.read_exact(&mut body).is_ok() {
+                let read = reader.read_exact(&mut body).is_ok();
+                if to_fail > 0 {
+                    to_fail -= 1;
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    continue;
+                }
+                if read {
                     if let Ok(v) = serde_json::from_slice(&body) {
                         sink.lock().unwrap().push(v);
                     }
@@ -133,6 +147,11 @@ impl WebhookReceiver {
             }
         });
         Self { url, bodies }
+    }
+
+    /// Every body received.
+    pub fn all(&self) -> Vec<serde_json::Value> {
+        self.bodies.lock().unwrap().clone()
     }
 
     /// Posts by their `status` (`firing` / `resolved`).
@@ -160,6 +179,18 @@ pub fn detector_config(
     slo_yaml: &str,
     alertmanager: &str,
     webhook: &str,
+) -> PathBuf {
+    detector_config_with(dir, pipeline, slo_yaml, alertmanager, webhook, "")
+}
+
+/// [`detector_config`] plus raw lines appended to `[detector]`.
+pub fn detector_config_with(
+    dir: &Path,
+    pipeline: &Pipeline,
+    slo_yaml: &str,
+    alertmanager: &str,
+    webhook: &str,
+    extra: &str,
 ) -> PathBuf {
     let slo_file = dir.join("slos.yaml");
     std::fs::write(&slo_file, slo_yaml).unwrap();
@@ -190,6 +221,7 @@ retry_max_ms = 1000
 session_timeout_ms = 6000
 alertmanager_urls = ["{alertmanager}"]
 webhook_urls = ["{webhook}"]
+{extra}
 "#,
             group = pipeline.group,
             spans = pipeline.topic,

@@ -294,16 +294,29 @@ pub async fn lookup_keys(
         .map(|s| s.conversation_id.as_str())
         .filter(|c| !c.is_empty())
         .collect();
-    let rows: Vec<KeyRow> = client
-        .query(
-            "SELECT project, service, model, operation, trace_id, span_id, conversation_id \
-             FROM llm_calls WHERE trace_id IN ? OR (conversation_id != '' AND conversation_id IN ?) \
-             ORDER BY timestamp LIMIT 100000",
-        )
-        .bind(traces)
-        .bind(conversations)
-        .fetch_all()
-        .await?;
+    let mut cond = Vec::new();
+    if !traces.is_empty() {
+        cond.push("trace_id IN ?");
+    }
+    if !conversations.is_empty() {
+        cond.push("(conversation_id != '' AND conversation_id IN ?)");
+    }
+    if cond.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT project, service, model, operation, trace_id, span_id, conversation_id \
+         FROM llm_calls WHERE {} ORDER BY timestamp LIMIT 100000",
+        cond.join(" OR ")
+    );
+    let mut q = client.query(&sql);
+    if !traces.is_empty() {
+        q = q.bind(traces);
+    }
+    if !conversations.is_empty() {
+        q = q.bind(conversations);
+    }
+    let rows: Vec<KeyRow> = q.fetch_all().await?;
     Ok(rows
         .into_iter()
         .map(|r| {
