@@ -476,3 +476,79 @@ async fn feedback_and_signals_join_to_model_keys() {
     let _ = ingester.terminate();
     p.drop_database().await;
 }
+
+/// The value of `series` in each instance.
+fn per_instance(ds: &[&Detector], series: &str) -> Vec<f64> {
+    ds.iter().map(|d| d.metric(series)).collect()
+}
+
+/// Two instances in one group with the keyed topic (adr/0008): both read part of the spans,
+/// one owns the key and counts everything both forwarded, and the incident pages once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_in_one_group_compute_one_global_sli() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    p.migrate();
+    let am = Alertmanager::start(dir.path());
+    let hook = WebhookReceiver::start();
+    let keyed = format!("{}.keyed", p.topic);
+    let config = detector_config_with(
+        dir.path(),
+        &p,
+        SLOS,
+        &am.url,
+        &hook.url,
+        &format!("keyed_topic = \"{keyed}\""),
+    );
+    let traffic = Traffic::start(&p);
+    let a = Detector::start(&p, &config);
+    let b = Detector::start(&p, &config);
+    let both = [&a, &b];
+    const FORWARDED: &str = "flywheel_detector_events_total{kind=\"call\",outcome=\"forwarded\"}";
+    const COUNTED: &str = "flywheel_detector_events_total{kind=\"call\",outcome=\"counted\"}";
+    // Spans are keyed by trace: each instance reads (and forwards) part of the calls.
+    wait("both instances forward calls", || {
+        per_instance(&both, FORWARDED).iter().all(|n| *n >= 10.0)
+    });
+    // One instance owns the key and counts the calls of both.
+    wait("one owner counts calls", || {
+        per_instance(&both, COUNTED).iter().any(|n| *n >= 30.0)
+    });
+    let counted = per_instance(&both, COUNTED);
+    let (owner, other) = if counted[0] > 0.0 { (&a, &b) } else { (&b, &a) };
+    assert_eq!(other.metric(COUNTED), 0.0, "{counted:?}");
+    let (_, slos) = get_json(&format!("{}/v1/slos", other.api), "acme-secret-key").await;
+    assert_eq!(slos["slos"].as_array().map(Vec::len), Some(0), "{slos}");
+
+    traffic.fail(true);
+    wait("Alertmanager lists the page", || {
+        !am.alerts_of(SLO).is_empty()
+    });
+    wait("the webhook hears it", || hook.count("firing") == 1);
+    traffic.fail(false);
+    wait("resolved once", || hook.count("resolved") == 1);
+    wait("Alertmanager resolves it", || am.alerts_of(SLO).is_empty());
+    traffic.stop().await;
+    // Global: the owner's SLI covers every call either instance forwarded (its windows were
+    // rebuilt by replaying the keyed topic after each rebalance, so compare windows, not the
+    // cumulative counter).
+    let forwarded: f64 = per_instance(&both, FORWARDED).iter().sum();
+    let url = format!("{}/v1/slos", owner.api);
+    let deadline = std::time::Instant::now() + PROGRESS;
+    loop {
+        let (_, slos) = get_json(&url, "acme-secret-key").await;
+        if slos["slos"][0]["events"].as_f64() == Some(forwarded) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "forwarded {forwarded}: {slos}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(hook.count("firing"), 1, "paged by both instances");
+    assert_eq!(other.metric(COUNTED), 0.0);
+    assert_eq!(a.terminate().code(), Some(0));
+    assert_eq!(b.terminate().code(), Some(0));
+    p.drop_database().await;
+}

@@ -20,6 +20,11 @@ pub struct DetectorConfig {
     pub feedback_topic: String,
     /// Topic of `flywheel.v1.Signal` messages.
     pub signals_topic: String,
+    /// Scale-out (adr/0008): when set, every instance re-keys calls and attributed items by
+    /// SLI key into this topic (stage 1) and consumes it in group `<group_id>.keyed` (stage 2),
+    /// so each key is evaluated by one instance. Retain it for the longest alerting window.
+    /// Empty: one instance does everything (the default).
+    pub keyed_topic: String,
     /// The SLO file (YAML, `deploy/slos.example.yaml`). Required to run the detector; `flywheel
     /// all` runs the detector only when it is set.
     pub slo_file: Option<PathBuf>,
@@ -77,6 +82,7 @@ impl Default for DetectorConfig {
             spans_topic: flywheel_core::wire::TOPIC_SPANS.to_string(),
             feedback_topic: flywheel_core::wire::TOPIC_FEEDBACK.to_string(),
             signals_topic: flywheel_core::wire::TOPIC_SIGNALS.to_string(),
+            keyed_topic: String::new(),
             slo_file: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
             evaluation_interval_ms: 1_000,
@@ -120,6 +126,12 @@ impl Validate for DetectorConfig {
             return Err(invalid(
                 "detector.spans_topic",
                 "spans_topic, feedback_topic and signals_topic must not be empty",
+            ));
+        }
+        if topics.contains(&&self.keyed_topic) {
+            return Err(invalid(
+                "detector.keyed_topic",
+                "must differ from the spans, feedback and signals topics",
             ));
         }
         if topics[0] == topics[1] || topics[0] == topics[2] || topics[1] == topics[2] {

@@ -9,7 +9,7 @@
 //! minus `idle_advance` so windows keep moving when traffic stops. Only Alertmanager's `endsAt`
 //! of firing alerts uses the wall clock (it is Alertmanager's clock that expires them).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::Serialize;
 
@@ -106,6 +106,9 @@ pub struct Engine {
     tracker: Tracker,
     joins: Joins,
     announced: HashSet<Fingerprint>,
+    /// Firing alerts from history or from before a rebalance, restored into the tracker when
+    /// their series is next evaluated here (so only their owner keeps them).
+    dormant: HashMap<Fingerprint, (Alert, i64)>,
     cfg: EngineConfig,
     /// Resolved alerts kept for `GET /v1/alerts`.
     pub recent: VecDeque<Outgoing>,
@@ -139,6 +142,7 @@ impl Engine {
             tracker: Tracker::new(cfg.resend_interval),
             joins: Joins::new(cfg.join_capacity),
             announced: HashSet::new(),
+            dormant: HashMap::new(),
             recent: VecDeque::new(),
             ticks: 0,
             slos,
@@ -152,18 +156,46 @@ impl Engine {
 
     /// Counts a model call for every SLO that selects its key, and remembers it for joins.
     pub fn call(&mut self, c: &crate::extract::Call) -> Tally {
+        self.remember_call(c);
+        self.record_call(&c.key, c.ts_ms, &c.event)
+    }
+
+    /// Remembers a call for joins only (stage 1 of the keyed mode counts elsewhere).
+    pub fn remember_call(&mut self, c: &crate::extract::Call) {
         self.joins
             .remember(&c.key, &c.trace_id, &c.span_id, &c.conversation_id);
-        let mut t = Tally::default();
-        for (i, slo) in self.slos.iter().enumerate() {
-            if !slo.selector.matches(&c.key) {
-                continue;
-            }
-            if let Some(counts) = sli::call_counts(&slo.sli, &c.event) {
-                t.add(self.store.record(&(i, c.key.clone()), c.ts_ms, counts));
-            }
+    }
+
+    /// Counts a call's outcome for every SLO that selects `key`.
+    pub fn record_call(&mut self, key: &SliKey, ts_ms: i64, event: &sli::CallEvent) -> Tally {
+        self.record_each(key, ts_ms, |s| sli::call_counts(s, event))
+    }
+
+    /// Keeps a firing alert aside until its series is evaluated here (see `dormant`).
+    pub fn park(&mut self, alert: Alert, last_sent_ms: i64) {
+        self.dormant
+            .insert(alert.fingerprint, (alert, last_sent_ms));
+    }
+
+    /// Forgets every window (a rebalance: the owned keys are replayed); firing alerts are
+    /// parked until their series shows up again.
+    pub fn reset(&mut self) -> Result<(), WindowError> {
+        self.store = WindowStore::new(self.cfg.window.clone())?;
+        for (a, last_sent) in self.tracker.take_firing() {
+            self.park(a, last_sent);
         }
-        t
+        Ok(())
+    }
+
+    /// While replaying a topic, accept events as late as the finest tier allows; then back
+    /// to the configured lateness.
+    pub fn set_replaying(&mut self, on: bool) {
+        let lateness = if on {
+            self.cfg.window.max_window()
+        } else {
+            self.cfg.window.lateness
+        };
+        self.store.set_lateness(lateness);
     }
 
     /// The key of the call a feedback item or signal is about, from recent calls.
@@ -271,8 +303,13 @@ impl Engine {
                     api_url: &self.cfg.api_url,
                 };
                 let (annotations, url) = alert::describe(slo, key, &ev);
+                let labels = alert::labels(&slo.name.value, key, severity);
+                if let Some((a, last_sent)) = self.dormant.remove(&alert::fingerprint(&labels)) {
+                    self.announced.insert(a.fingerprint);
+                    self.tracker.restore(a, last_sent);
+                }
                 let obs = Observation {
-                    labels: alert::labels(&slo.name.value, key, severity),
+                    labels,
                     annotations,
                     generator_url: url,
                     breaching: rules.iter().any(|r| r.breaching),

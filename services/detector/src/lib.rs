@@ -16,6 +16,7 @@
 //! | [`consumer`] | the loop: Kafka -> engine -> senders, history, snapshot |
 //! | [`extract`] | model calls of an OTLP span message |
 //! | [`join`] | bounded maps from trace / span / conversation ids to SLI keys |
+//! | [`keyed`] | scale-out: SLI events re-keyed through a topic, one owner per key |
 //! | [`engine`] | window store, tracker and evaluation, no I/O |
 //! | [`sender`] | Alertmanager v2, webhook and Slack delivery with retries |
 //! | [`history`] | ClickHouse: alert rows, restore, rebuild, key lookups |
@@ -86,6 +87,7 @@ pub mod extract;
 pub mod history;
 pub mod http;
 pub mod join;
+pub mod keyed;
 pub mod metrics;
 mod run;
 pub mod sender;

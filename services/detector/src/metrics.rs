@@ -30,7 +30,15 @@ pub const KINDS: [&str; 3] = ["call", "feedback", "signal"];
 /// What happened to an event (the `outcome` label of [`EVENTS`]): counted in at least one
 /// series, late (older than the watermark), over the key cap, not selected by any SLO, or
 /// already in the history rebuilt at start-up.
-pub const OUTCOMES: [&str; 5] = ["counted", "late", "overflow", "unselected", "in_history"];
+/// `forwarded`: produced to the keyed topic (scale-out stage 1, counted again by stage 2).
+pub const OUTCOMES: [&str; 6] = [
+    "counted",
+    "late",
+    "overflow",
+    "unselected",
+    "in_history",
+    "forwarded",
+];
 /// Sender kinds (the `sender` label).
 pub const SENDERS: [&str; 4] = ["alertmanager", "webhook", "slack", "history"];
 

@@ -100,7 +100,13 @@ pub async fn run(
         config.feedback_topic.clone(),
         config.signals_topic.clone(),
     ];
-    let probe = flywheel_bus::KafkaPublisher::start(kafka, topics.clone(), shutdown.clone())?;
+    let keyed_mode = !config.keyed_topic.is_empty();
+    let mut own = topics.clone();
+    if keyed_mode {
+        own.push(config.keyed_topic.clone());
+    }
+    let publisher = flywheel_bus::KafkaPublisher::start(kafka, own, shutdown.clone())?;
+    let probe = publisher.clone();
     readiness.register("detector_kafka", move || {
         flywheel_bus::Publisher::is_ready(&probe)
     });
@@ -146,12 +152,38 @@ pub async fn run(
     let server = tokio::spawn(server);
     tracing::info!(%addr, "detector API listening (/v1/slos, /v1/alerts)");
 
+    let keyed = if keyed_mode {
+        let (forward, task) = crate::keyed::forwarder(
+            publisher,
+            config.keyed_topic.clone(),
+            config.send_queue.max(10_000),
+            metrics.clone(),
+            drain.clone(),
+        );
+        tasks.spawn(task);
+        let (c, reassigned) = crate::keyed::consumer(
+            kafka,
+            &config.group_id,
+            &config.keyed_topic,
+            config.session_timeout_ms,
+        )?;
+        Some(crate::consumer::Keyed {
+            forward,
+            consumer: Arc::new(c),
+            reassigned,
+            replaying: true,
+            assigned_at_ms: 0,
+            last_backlog: std::time::Instant::now(),
+        })
+    } else {
+        None
+    };
     let cut_ms = crate::consumer::now_ms();
     let mut detector = Loop {
         engine,
         consumer: Arc::new(consumer),
         clickhouse: ch.clone(),
-        cut_ns: if config.rebuild_from_history {
+        cut_ns: if config.rebuild_from_history && !keyed_mode {
             cut_ms * 1_000_000
         } else {
             0
@@ -161,9 +193,15 @@ pub async fn run(
         snapshot,
         metrics,
         pending: VecDeque::new(),
+        keyed,
         cfg: config.clone(),
     };
-    if config.rebuild_from_history {
+    if keyed_mode {
+        // Windows come from replaying the keyed topic; alerts wait for their owner.
+        for (alert, last_sent_ms) in history::firing(&ch).await.map_err(DetectorError::History)? {
+            detector.engine.park(alert, last_sent_ms);
+        }
+    } else if config.rebuild_from_history {
         rebuild(&mut detector, &ch, cut_ms, longest).await?;
     }
     tracing::info!(topics = ?topics, group = %config.group_id, "detector consuming");
