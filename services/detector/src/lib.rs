@@ -72,10 +72,10 @@
 //!    instance stalls everyone), evaluation must be elected or deduplicated downstream, and
 //!    publication adds a sync period to detection.
 //!
-//! We recommend 1 and keep the stores mergeable anyway: merging is how state is rebuilt from
-//! ClickHouse history at start-up (history aggregate + live tail), how a stage-1 instance may
-//! pre-aggregate per (key, bucket) if the derived topic ever gets large, and how the two
-//! instance test of the issue can compare against a single instance.
+//! We chose 1 ([`keyed`], `detector.keyed_topic`, adr/0008; stage 2 rebuilds its keys by
+//! replaying the derived topic after each assignment) and keep the stores mergeable anyway:
+//! a stage-1 instance may pre-aggregate per (key, bucket) if the derived topic ever gets
+//! large, and the merge property tests compare partial stores against a single one.
 
 pub mod alert;
 pub mod burn;
