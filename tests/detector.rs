@@ -477,6 +477,19 @@ async fn feedback_and_signals_join_to_model_keys() {
     p.drop_database().await;
 }
 
+/// The (SLO, key) views an instance's `GET /v1/slos` shows for project acme.
+async fn views(d: &Detector) -> Vec<serde_json::Value> {
+    let (_, slos) = get_json(&format!("{}/v1/slos", d.api), "acme-secret-key").await;
+    slos["slos"].as_array().cloned().unwrap_or_default()
+}
+
+fn tracing_owner(owner_is_a: bool) {
+    eprintln!(
+        "key owned by instance {}",
+        if owner_is_a { "a" } else { "b" }
+    );
+}
+
 /// The value of `series` in each instance.
 fn per_instance(ds: &[&Detector], series: &str) -> Vec<f64> {
     ds.iter().map(|d| d.metric(series)).collect()
@@ -501,24 +514,39 @@ async fn two_instances_in_one_group_compute_one_global_sli() {
         &format!("keyed_topic = \"{keyed}\""),
     );
     let traffic = Traffic::start(&p);
-    let a = Detector::start(&p, &config);
-    let b = Detector::start(&p, &config);
+    // Events of one key reach its owner through both instances' stage 1, whose lags differ
+    // (more so on a busy test machine): allow 15 s of lateness so none is dropped as late.
+    let env = [
+        ("FLYWHEEL_DETECTOR__LATENESS_MS", "15000"),
+        ("FLYWHEEL_DETECTOR__IDLE_ADVANCE_MS", "20000"),
+    ];
+    let a = Detector::start_with(&p, &config, &env);
+    let b = Detector::start_with(&p, &config, &env);
     let both = [&a, &b];
     const FORWARDED: &str = "flywheel_detector_events_total{kind=\"call\",outcome=\"forwarded\"}";
-    const COUNTED: &str = "flywheel_detector_events_total{kind=\"call\",outcome=\"counted\"}";
     // Spans are keyed by trace: each instance reads (and forwards) part of the calls.
     wait("both instances forward calls", || {
         per_instance(&both, FORWARDED).iter().all(|n| *n >= 10.0)
     });
-    // One instance owns the key and counts the calls of both.
-    wait("one owner counts calls", || {
-        per_instance(&both, COUNTED).iter().any(|n| *n >= 30.0)
-    });
-    let counted = per_instance(&both, COUNTED);
-    let (owner, other) = if counted[0] > 0.0 { (&a, &b) } else { (&b, &a) };
-    assert_eq!(other.metric(COUNTED), 0.0, "{counted:?}");
-    let (_, slos) = get_json(&format!("{}/v1/slos", other.api), "acme-secret-key").await;
-    assert_eq!(slos["slos"].as_array().map(Vec::len), Some(0), "{slos}");
+    // Once the group is stable, one instance owns the key: only its API shows it.
+    let deadline = std::time::Instant::now() + PROGRESS;
+    let owner_is_a = loop {
+        let (va, vb) = (views(&a).await, views(&b).await);
+        let owns =
+            |v: &[serde_json::Value]| v.len() == 1 && v[0]["events"].as_u64().unwrap_or(0) >= 30;
+        if owns(&va) && vb.is_empty() {
+            break true;
+        }
+        if owns(&vb) && va.is_empty() {
+            break false;
+        }
+        assert!(std::time::Instant::now() < deadline, "{va:?} {vb:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!(
+        "key owned by instance {}",
+        if owner_is_a { "a" } else { "b" }
+    );
 
     traffic.fail(true);
     wait("Alertmanager lists the page", || {
@@ -532,22 +560,31 @@ async fn two_instances_in_one_group_compute_one_global_sli() {
     // Global: the owner's SLI covers every call either instance forwarded (its windows were
     // rebuilt by replaying the keyed topic after each rebalance, so compare windows, not the
     // cumulative counter).
-    let forwarded: f64 = per_instance(&both, FORWARDED).iter().sum();
-    let url = format!("{}/v1/slos", owner.api);
+    // (A rebalance may move the key meanwhile: look at whichever instance shows it.)
     let deadline = std::time::Instant::now() + PROGRESS;
     loop {
-        let (_, slos) = get_json(&url, "acme-secret-key").await;
-        if slos["slos"][0]["events"].as_f64() == Some(forwarded) {
+        // Read both each time: stage 1 may still be forwarding the last calls.
+        let forwarded: f64 = per_instance(&both, FORWARDED).iter().sum();
+        let (va, vb) = (views(&a).await, views(&b).await);
+        let shown: Vec<f64> = va
+            .iter()
+            .chain(&vb)
+            .filter_map(|v| v["events"].as_f64())
+            .collect();
+        if shown == [forwarded] {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "forwarded {forwarded}: {slos}"
+            "forwarded {forwarded}, late {:?}: {va:?} {vb:?}",
+            per_instance(
+                &both,
+                "flywheel_detector_events_total{kind=\"call\",outcome=\"late\"}"
+            )
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(hook.count("firing"), 1, "paged by both instances");
-    assert_eq!(other.metric(COUNTED), 0.0);
     assert_eq!(a.terminate().code(), Some(0));
     assert_eq!(b.terminate().code(), Some(0));
     p.drop_database().await;

@@ -236,6 +236,11 @@ webhook_urls = ["{webhook}"]
 
 impl Detector {
     pub fn start(pipeline: &Pipeline, config: &Path) -> Self {
+        Self::start_with(pipeline, config, &[])
+    }
+
+    /// [`Detector::start`] with environment overrides.
+    pub fn start_with(pipeline: &Pipeline, config: &Path, env: &[(&str, &str)]) -> Self {
         let (admin, api) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_flywheel"))
             .arg("detector")
@@ -248,6 +253,7 @@ impl Detector {
                 "RUST_LOG",
                 std::env::var("DETECTOR_LOG").unwrap_or_else(|_| "warn,flywheel=info".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .spawn()
             .expect("cannot start flywheel detector");
