@@ -483,13 +483,6 @@ async fn views(d: &Detector) -> Vec<serde_json::Value> {
     slos["slos"].as_array().cloned().unwrap_or_default()
 }
 
-fn tracing_owner(owner_is_a: bool) {
-    eprintln!(
-        "key owned by instance {}",
-        if owner_is_a { "a" } else { "b" }
-    );
-}
-
 /// The value of `series` in each instance.
 fn per_instance(ds: &[&Detector], series: &str) -> Vec<f64> {
     ds.iter().map(|d| d.metric(series)).collect()
