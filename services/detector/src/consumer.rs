@@ -5,7 +5,6 @@
 //! `lookup_interval_ms`).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::Alert;
 use crate::engine::{Engine, Outgoing, SloView, Tally};
 use crate::join::Subject;
-use crate::keyed::{KeyedConsumer, SliEvent};
+use crate::keyed::{Keyed, SliEvent};
 use crate::metrics::Metrics;
 use crate::sender::Senders;
 use crate::sli::FeedbackValue;
@@ -70,18 +69,6 @@ impl Pending {
             Item::Signal { .. } => "signal",
         }
     }
-}
-
-/// Scale-out state (`detector.keyed_topic`), see [`crate::keyed`].
-pub struct Keyed {
-    pub forward: mpsc::Sender<SliEvent>,
-    pub consumer: Arc<KeyedConsumer>,
-    pub reassigned: Arc<AtomicBool>,
-    /// Replaying after an assignment: nothing is evaluated.
-    pub replaying: bool,
-    pub assigned_at_ms: i64,
-    /// When the last message produced before the assignment (backlog) arrived.
-    pub last_backlog: Instant,
 }
 
 pub struct Loop {
@@ -190,7 +177,7 @@ impl Loop {
         }
     }
 
-    fn count(&self, kind: &str, t: Tally) {
+    pub(crate) fn count(&self, kind: &str, t: Tally) {
         let ev = &self.metrics.events;
         let outcome = if t.counted > 0 {
             "counted"
@@ -352,119 +339,6 @@ impl Loop {
             Item::Signal { signal_type } => self.engine.signal(key, p.ts_ms, signal_type),
         };
         self.count(p.kind(), t);
-    }
-
-    /// Stage 1: queues an SLI event for the keyed topic.
-    fn forward(&mut self, e: SliEvent, kind: &str) {
-        let Some(k) = &self.keyed else { return };
-        let outcome = if k.forward.try_send(e).is_ok() {
-            "forwarded"
-        } else {
-            self.metrics
-                .dropped
-                .with_label_values(&["keyed_topic"])
-                .inc();
-            return;
-        };
-        self.metrics
-            .events
-            .with_label_values(&[kind, outcome])
-            .inc();
-    }
-
-    /// Applies a pending reassignment of the keyed topic: forget the windows, replay.
-    fn check_reassigned(&mut self) {
-        let Some(k) = self.keyed.as_mut() else { return };
-        if !k.reassigned.swap(false, Ordering::SeqCst) {
-            return;
-        }
-        if let Err(e) = self.engine.reset() {
-            tracing::error!(error = %e, "cannot reset the window store");
-        }
-        self.engine.set_replaying(true);
-        k.replaying = true;
-        k.assigned_at_ms = now_ms();
-        k.last_backlog = Instant::now();
-    }
-
-    /// Whether evaluation may run: always without the keyed topic; with it, once the replay
-    /// after the last assignment caught up: two seconds without a message produced before the
-    /// assignment (librdkafka fetches every assigned partition at once, so the backlog arrives
-    /// interleaved until it is drained).
-    fn keyed_ready(&mut self) -> bool {
-        self.check_reassigned();
-        let Some(k) = self.keyed.as_mut() else {
-            return true;
-        };
-        if k.replaying && k.last_backlog.elapsed() >= Duration::from_secs(2) {
-            k.replaying = false;
-            self.engine.set_replaying(false);
-            tracing::info!("keyed topic replayed: evaluating");
-        }
-        !k.replaying
-    }
-
-    /// Stage 2: an SLI event of a key this instance owns.
-    fn keyed_message(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
-        self.check_reassigned();
-        if let Some(k) = self.keyed.as_mut() {
-            if m.timestamp()
-                .to_millis()
-                .is_none_or(|t| t < k.assigned_at_ms)
-            {
-                k.last_backlog = Instant::now();
-            }
-        }
-        let Ok(e) = serde_json::from_slice::<SliEvent>(m.payload().unwrap_or_default()) else {
-            self.metrics.undecodable.with_label_values(&["keyed"]).inc();
-            return;
-        };
-        let (kind, t) = match e {
-            SliEvent::Call {
-                key,
-                ts_ms,
-                error,
-                duration_ms,
-                ttft_ms,
-                tpot_ms,
-            } => {
-                let ev = crate::sli::CallEvent {
-                    error,
-                    duration_ms,
-                    ttft_ms,
-                    tpot_ms,
-                };
-                ("call", self.engine.record_call(&key.into(), ts_ms, &ev))
-            }
-            SliEvent::Feedback {
-                key,
-                ts_ms,
-                name,
-                boolean,
-                number,
-                label,
-            } => {
-                let v = match (boolean, number, label.as_deref()) {
-                    (Some(b), _, _) => FeedbackValue::Boolean(b),
-                    (_, Some(n), _) => FeedbackValue::Number(n),
-                    (_, _, Some(l)) => FeedbackValue::Label(l),
-                    _ => FeedbackValue::Text,
-                };
-                (
-                    "feedback",
-                    self.engine.feedback(&key.into(), ts_ms, &name, v),
-                )
-            }
-            SliEvent::Signal {
-                key,
-                ts_ms,
-                signal_type,
-            } => (
-                "signal",
-                self.engine.signal(&key.into(), ts_ms, &signal_type),
-            ),
-        };
-        self.count(kind, t);
     }
 
     fn looked_up(

@@ -8,22 +8,26 @@
 //!
 //! Stage 2 never commits: after every (re)assignment it replays its partitions from the
 //! earliest retained offset (retain the keyed topic for the longest alerting window), with
-//! wide lateness, and evaluates nothing until caught up (a message produced after the
-//! assignment, or two seconds without messages). Firing alerts are parked and restored only by
-//! the instance that evaluates their series again.
+//! wide lateness, and evaluates nothing until caught up (two seconds without a message
+//! produced before the assignment). Firing alerts are parked and restored only by the instance
+//! that evaluates their series again. The loop's keyed stages are here too ([`Loop::forward`],
+//! [`Loop::keyed_message`], [`Loop::keyed_ready`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use flywheel_bus::{KafkaPublisher, Publisher, Record};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::Message as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::consumer::{now_ms, Loop};
 use crate::metrics::Metrics;
-use crate::sli::CallEvent;
+use crate::sli::{CallEvent, FeedbackValue};
 use crate::SliKey;
 
 /// One event for the SLIs of one key.
@@ -212,6 +216,134 @@ pub fn consumer(
     })?;
     c.subscribe(&[topic])?;
     Ok((c, reassigned))
+}
+
+/// Scale-out state (`detector.keyed_topic`), see the module doc.
+pub struct Keyed {
+    pub forward: mpsc::Sender<SliEvent>,
+    pub consumer: Arc<KeyedConsumer>,
+    pub reassigned: Arc<AtomicBool>,
+    /// Replaying after an assignment: nothing is evaluated.
+    pub replaying: bool,
+    pub assigned_at_ms: i64,
+    /// When the last message produced before the assignment (backlog) arrived.
+    pub last_backlog: Instant,
+}
+
+/// The keyed stages of the loop.
+impl Loop {
+    /// Stage 1: queues an SLI event for the keyed topic.
+    pub(crate) fn forward(&mut self, e: SliEvent, kind: &str) {
+        let Some(k) = &self.keyed else { return };
+        let outcome = if k.forward.try_send(e).is_ok() {
+            "forwarded"
+        } else {
+            self.metrics
+                .dropped
+                .with_label_values(&["keyed_topic"])
+                .inc();
+            return;
+        };
+        self.metrics
+            .events
+            .with_label_values(&[kind, outcome])
+            .inc();
+    }
+
+    /// Applies a pending reassignment of the keyed topic: forget the windows, replay.
+    pub(crate) fn check_reassigned(&mut self) {
+        let Some(k) = self.keyed.as_mut() else { return };
+        if !k.reassigned.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        if let Err(e) = self.engine.reset() {
+            tracing::error!(error = %e, "cannot reset the window store");
+        }
+        self.engine.set_replaying(true);
+        k.replaying = true;
+        k.assigned_at_ms = now_ms();
+        k.last_backlog = Instant::now();
+    }
+
+    /// Whether evaluation may run: always without the keyed topic; with it, once the replay
+    /// after the last assignment caught up: two seconds without a message produced before the
+    /// assignment (librdkafka fetches every assigned partition at once, so the backlog arrives
+    /// interleaved until it is drained).
+    pub(crate) fn keyed_ready(&mut self) -> bool {
+        self.check_reassigned();
+        let Some(k) = self.keyed.as_mut() else {
+            return true;
+        };
+        if k.replaying && k.last_backlog.elapsed() >= Duration::from_secs(2) {
+            k.replaying = false;
+            self.engine.set_replaying(false);
+            tracing::info!("keyed topic replayed: evaluating");
+        }
+        !k.replaying
+    }
+
+    /// Stage 2: an SLI event of a key this instance owns.
+    pub(crate) fn keyed_message(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        self.check_reassigned();
+        if let Some(k) = self.keyed.as_mut() {
+            if m.timestamp()
+                .to_millis()
+                .is_none_or(|t| t < k.assigned_at_ms)
+            {
+                k.last_backlog = Instant::now();
+            }
+        }
+        let Ok(e) = serde_json::from_slice::<SliEvent>(m.payload().unwrap_or_default()) else {
+            self.metrics.undecodable.with_label_values(&["keyed"]).inc();
+            return;
+        };
+        let (kind, t) = match e {
+            SliEvent::Call {
+                key,
+                ts_ms,
+                error,
+                duration_ms,
+                ttft_ms,
+                tpot_ms,
+            } => {
+                let ev = crate::sli::CallEvent {
+                    error,
+                    duration_ms,
+                    ttft_ms,
+                    tpot_ms,
+                };
+                ("call", self.engine.record_call(&key.into(), ts_ms, &ev))
+            }
+            SliEvent::Feedback {
+                key,
+                ts_ms,
+                name,
+                boolean,
+                number,
+                label,
+            } => {
+                let v = match (boolean, number, label.as_deref()) {
+                    (Some(b), _, _) => FeedbackValue::Boolean(b),
+                    (_, Some(n), _) => FeedbackValue::Number(n),
+                    (_, _, Some(l)) => FeedbackValue::Label(l),
+                    _ => FeedbackValue::Text,
+                };
+                (
+                    "feedback",
+                    self.engine.feedback(&key.into(), ts_ms, &name, v),
+                )
+            }
+            SliEvent::Signal {
+                key,
+                ts_ms,
+                signal_type,
+            } => (
+                "signal",
+                self.engine.signal(&key.into(), ts_ms, &signal_type),
+            ),
+        };
+        self.count(kind, t);
+    }
 }
 
 #[cfg(test)]

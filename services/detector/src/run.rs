@@ -167,7 +167,7 @@ pub async fn run(
             &config.keyed_topic,
             config.session_timeout_ms,
         )?;
-        Some(crate::consumer::Keyed {
+        Some(crate::keyed::Keyed {
             forward,
             consumer: Arc::new(c),
             reassigned,
