@@ -11,6 +11,7 @@ use flywheel_auth::AuthConfig;
 use flywheel_bus::KafkaConfig;
 use flywheel_collector::CollectorConfig;
 use flywheel_config::{ConfigError, Validate};
+use flywheel_detector::DetectorConfig;
 use flywheel_ingester::IngesterConfig;
 use flywheel_schema::ClickHouseConfig;
 use serde::Deserialize;
@@ -26,6 +27,7 @@ pub struct FlywheelConfig {
     pub collector: CollectorConfig,
     pub ingester: IngesterConfig,
     pub api: ApiConfig,
+    pub detector: DetectorConfig,
 }
 
 /// The admin server: `/metrics`, `/healthz`, `/readyz`.
@@ -50,7 +52,8 @@ impl Validate for FlywheelConfig {
         self.clickhouse.validate()?;
         self.collector.validate()?;
         self.ingester.validate()?;
-        self.api.validate()
+        self.api.validate()?;
+        self.detector.validate()
     }
 }
 

@@ -41,7 +41,10 @@ enum Command {
     Ingester,
     /// Run the read API (`GET /v1/datasets/export`).
     Api,
-    /// Run every service in one process (applies pending migrations first).
+    /// Run the detector: streaming SLOs and burn-rate alerts (needs `detector.slo_file`).
+    Detector,
+    /// Run every service in one process (applies pending migrations first); the detector runs
+    /// when `detector.slo_file` is set.
     All,
     /// Create or upgrade the ClickHouse schema (idempotent).
     Migrate,
@@ -100,13 +103,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collector => runtime.block_on(serve(config, &[Service::Collector])),
         Command::Ingester => runtime.block_on(serve(config, &[Service::Ingester])),
         Command::Api => runtime.block_on(serve(config, &[Service::Api])),
+        Command::Detector => runtime.block_on(serve(config, &[Service::Detector])),
         Command::All => runtime.block_on(async {
             migrate(&config).await?;
-            serve(
-                config,
-                &[Service::Collector, Service::Ingester, Service::Api],
-            )
-            .await
+            let mut services = vec![Service::Collector, Service::Ingester, Service::Api];
+            if config.detector.slo_file.is_some() {
+                services.push(Service::Detector);
+            } else {
+                tracing::info!("detector.slo_file is not set: the detector does not run");
+            }
+            serve(config, &services).await
         }),
         Command::Export(args) => runtime.block_on(export::run(&config.clickhouse, *args)),
         Command::Migrate => runtime.block_on(migrate(&config)),
@@ -191,6 +197,7 @@ enum Service {
     Collector,
     Ingester,
     Api,
+    Detector,
 }
 
 async fn migrate(config: &config::FlywheelConfig) -> anyhow::Result<()> {
@@ -284,6 +291,29 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
             flywheel_api::run(api, &auth, &clickhouse, &registry, &readiness, shutdown)
                 .await
                 .context("api failed")
+        });
+    }
+    if services.contains(&Service::Detector) {
+        let (detector, kafka, clickhouse, auth) = (
+            config.detector.clone(),
+            config.kafka.clone(),
+            config.clickhouse.clone(),
+            config.auth.clone(),
+        );
+        let (registry, readiness, shutdown) =
+            (registry.clone(), readiness.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            flywheel_detector::run(
+                detector,
+                &kafka,
+                &clickhouse,
+                &auth,
+                &registry,
+                &readiness,
+                shutdown,
+            )
+            .await
+            .context("detector failed")
         });
     }
     let (admin_addr, admin) = flywheel_telemetry::admin::bind(

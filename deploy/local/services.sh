@@ -9,6 +9,8 @@
 # Kafka: tansu (an Apache-Kafka-compatible broker from crates.io) with durable SQLite storage on
 # 127.0.0.1:9092. ClickHouse: the ClickHouse 26.9 engine from the chdb-core wheel behind a small
 # HTTP adapter (deploy/local/clickhouse_adapter.py) on 127.0.0.1:8123.
+# Alertmanager (Debian `prometheus-alertmanager`, 0.25) is only installed: the detector tests
+# start a private one per test on a free port (tests/common/detector.rs); ALERTMANAGER_BIN names it.
 # When KAFKA_BROKERS or CLICKHOUSE_URL are set, those servers are used instead and only
 # health-checked. Idempotent: installs are skipped when the right version is present, and
 # services already up are left alone.
@@ -42,6 +44,23 @@ install_tansu() {
   fi
   log "installing tansu $TANSU_VERSION (cargo install, ~10 min on 2 cores)"
   cargo install tansu --version "$TANSU_VERSION" --features libsql,dynostore --locked
+}
+
+alertmanager_bin() {
+  command -v prometheus-alertmanager 2>/dev/null || command -v alertmanager 2>/dev/null || true
+}
+
+install_alertmanager() {
+  if [ -n "$(alertmanager_bin)" ]; then return; fi
+  if ! command -v apt-get >/dev/null; then
+    log "Alertmanager is missing and apt-get is not available: install Alertmanager 0.25+ and set ALERTMANAGER_BIN"
+    return 1
+  fi
+  log "installing Alertmanager (Debian prometheus-alertmanager)"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  # The package's post-install starts a system service where systemd runs; tests never use it.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus-alertmanager >&2
 }
 
 install_venv() {
@@ -103,6 +122,8 @@ print_env() {
   echo "export KAFKA_BROKERS=${KAFKA_BROKERS:-$KAFKA_ADDR}"
   echo "export CLICKHOUSE_URL=${CLICKHOUSE_URL:-http://$CH_ADDR}"
   echo "export FLYWHEEL_VENV=$VENV"
+  local am; am=$(alertmanager_bin)
+  [ -z "$am" ] || echo "export ALERTMANAGER_BIN=$am"
 }
 
 stop() {
@@ -119,6 +140,7 @@ stop() {
 case "${1:-}" in
   up)
     install_venv   # tests use it even when both services are external
+    install_alertmanager   # the detector tests start their own
     up_kafka
     up_clickhouse
     print_env

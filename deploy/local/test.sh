@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 
 echo "== local services"
 eval "$(deploy/local/services.sh up)"
-export KAFKA_BROKERS CLICKHOUSE_URL FLYWHEEL_VENV
+export KAFKA_BROKERS CLICKHOUSE_URL FLYWHEEL_VENV ALERTMANAGER_BIN
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

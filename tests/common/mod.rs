@@ -22,6 +22,7 @@ pub fn kafka_brokers() -> String {
     )
 }
 
+pub mod detector;
 pub mod feedback;
 pub mod ingest;
 

@@ -6,6 +6,7 @@
 //! table that maps to both HTTP statuses and gRPC codes.
 
 pub mod error;
+pub mod genai;
 pub mod project;
 pub mod wire;
 

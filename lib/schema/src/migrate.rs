@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "feedback_signals",
         sql: include_str!("../migrations/0004_feedback_signals.sql"),
     },
+    Migration {
+        version: 5,
+        name: "alerts",
+        sql: include_str!("../migrations/0005_alerts.sql"),
+    },
 ];
 
 /// The schema version this build needs.

@@ -159,3 +159,27 @@ pub struct SignalRow {
     pub attributes: Vec<(String, String)>,
     pub received_at: i64,
 }
+
+/// A row of `alerts`: one notification of the detector.
+#[derive(Debug, Clone, Default, PartialEq, Row, Serialize, Deserialize)]
+pub struct AlertRow {
+    pub fingerprint: String,
+    pub alertname: String,
+    pub slo: String,
+    pub project: String,
+    pub severity: String,
+    /// `firing` or `resolved`.
+    pub state: String,
+    /// A new firing alert or a resolution (not a re-send).
+    pub announced: bool,
+    pub labels: Vec<(String, String)>,
+    pub annotations: Vec<(String, String)>,
+    pub starts_at: i64,
+    pub ends_at: Option<i64>,
+    pub long_burn_rate: Option<f64>,
+    pub short_burn_rate: Option<f64>,
+    pub sli: Option<f64>,
+    pub budget_remaining: f64,
+    pub event_time: i64,
+    pub sent_at: i64,
+}

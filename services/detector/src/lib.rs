@@ -1,9 +1,27 @@
-//! Flywheel detector core: the pure, tested parts of the detector (issue 5). No I/O here;
-//! the Kafka consumer, the joins, ClickHouse history, HTTP endpoints and alert senders will
-//! wrap these modules.
+//! Flywheel detector (issue 5): streaming SLIs in event time from the span, feedback and
+//! signals topics, multiwindow burn-rate alerts to Alertmanager, webhooks and Slack, alert
+//! history in ClickHouse, `GET /v1/slos` and `GET /v1/alerts`. Start reading at [`run`].
+//!
+//! Data flow: [`consumer`] reads the topics with its own consumer group and decodes spans
+//! ([`extract`]), feedback and signals (joined to their call's key by [`join`], else looked up
+//! in ClickHouse by [`history`]); [`engine`] counts them into event-time windows and, every
+//! evaluation interval, evaluates every SLO per key and drives the alert tracker; changes go to
+//! [`sender`] (bounded queues, retries, never blocking) and to the `alerts` table; [`http`]
+//! serves the last evaluation. At start-up, [`history`] rebuilds the windows and restores
+//! firing alerts so that a restart does not page again.
 //!
 //! | module | what |
 //! |---|---|
+//! | [`config`] | `[detector]` section |
+//! | [`consumer`] | the loop: Kafka -> engine -> senders, history, snapshot |
+//! | [`extract`] | model calls of an OTLP span message |
+//! | [`join`] | bounded maps from trace / span / conversation ids to SLI keys |
+//! | [`keyed`] | scale-out: SLI events re-keyed through a topic, one owner per key |
+//! | [`engine`] | window store, tracker and evaluation, no I/O |
+//! | [`sender`] | Alertmanager v2, webhook and Slack delivery with retries |
+//! | [`history`] | ClickHouse: alert rows, restore, rebuild, key lookups |
+//! | [`http`] | `GET /v1/slos`, `GET /v1/alerts`, SLI gauges |
+//! | [`metrics`] | metric names |
 //! | [`slo`] | the SLO file (YAML): SLIs, selectors, objectives, windows, alert and cost policies; errors name line and field |
 //! | [`window`] | event-time bucketed counters per key: watermark, bounded lateness, bounded memory, mergeable |
 //! | [`sli`] | what a call, feedback item or signal adds to each SLI; an SLO's status for a key |
@@ -54,18 +72,32 @@
 //!    instance stalls everyone), evaluation must be elected or deduplicated downstream, and
 //!    publication adds a sync period to detection.
 //!
-//! We recommend 1 and keep the stores mergeable anyway: merging is how state is rebuilt from
-//! ClickHouse history at start-up (history aggregate + live tail), how a stage-1 instance may
-//! pre-aggregate per (key, bucket) if the derived topic ever gets large, and how the two
-//! instance test of the issue can compare against a single instance.
+//! We chose 1 ([`keyed`], `detector.keyed_topic`, adr/0008; stage 2 rebuilds its keys by
+//! replaying the derived topic after each assignment) and keep the stores mergeable anyway:
+//! a stage-1 instance may pre-aggregate per (key, bucket) if the derived topic ever gets
+//! large, and the merge property tests compare partial stores against a single one.
 
 pub mod alert;
 pub mod burn;
+pub mod config;
+pub mod consumer;
 pub mod cost;
+pub mod engine;
+pub mod extract;
+pub mod history;
+pub mod http;
+pub mod join;
+pub mod keyed;
+pub mod metrics;
+mod run;
+pub mod sender;
 pub mod sketch;
 pub mod sli;
 pub mod slo;
 pub mod window;
+
+pub use config::DetectorConfig;
+pub use run::{run, DetectorError};
 
 /// The dimensions an SLI is computed per.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]

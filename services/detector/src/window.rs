@@ -264,6 +264,17 @@ impl<K: Hash + Eq + Clone, C: Cell> WindowStore<K, C> {
         self.res.iter().map(|r| r.1).sum()
     }
 
+    /// Changes the allowed lateness (e.g. wide while replaying a topic whose partitions arrive
+    /// interleaved, then back). Capped below the finest tier's span so a late event's bucket is
+    /// always retained.
+    pub fn set_lateness(&mut self, lateness: Dur) {
+        let cap = self.cfg.tiers[0]
+            .span
+            .0
+            .saturating_sub(self.cfg.tiers[0].bucket.0);
+        self.cfg.lateness = Dur(lateness.0.min(cap));
+    }
+
     /// Largest event time seen minus the lateness; `None` before the first event.
     pub fn watermark(&self) -> Option<i64> {
         self.max_ts

@@ -169,6 +169,18 @@ impl Tracker {
         );
     }
 
+    /// Removes every alert, returning the firing ones with the time they were last sent (to
+    /// restore whichever this instance still owns after a rebalance). Pending ones are dropped.
+    pub fn take_firing(&mut self) -> Vec<(Alert, i64)> {
+        self.entries
+            .drain()
+            .filter_map(|(_, e)| match e.phase {
+                Phase::Firing { last_sent_ms } => Some((e.alert, last_sent_ms)),
+                Phase::Pending => None,
+            })
+            .collect()
+    }
+
     /// Feeds one evaluation; returns what to send, if anything.
     pub fn observe(&mut self, now_ms: i64, obs: Observation<'_>) -> Option<Notify> {
         let fp = fingerprint(&obs.labels);

@@ -1,0 +1,235 @@
+//! What the SLIs need from a span message: the model calls in an OTLP
+//! `ExportTraceServiceRequest`, each with its SLI key, event time, outcome and latencies, and
+//! the ids feedback and signals join on.
+//!
+//! A focused reading of the GenAI conventions the ingester maps in full
+//! (`services/ingester/src/map/genai.rs`, which a service may not import): the same attribute
+//! names by the same precedence for operation, model, TTFT, TPOT and status, and the shared
+//! [`normalize_model`] so that live keys equal the `model` column of `llm_calls` (history and
+//! late lookups read that column). Cost and tokens are not read: no SLI uses them yet (the cost
+//! detectors are not wired, see adr/0008).
+
+use flywheel_core::genai::normalize_model;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
+use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
+
+use crate::sli::CallEvent;
+use crate::SliKey;
+
+const OPERATION: &[&str] = &["gen_ai.operation.name", "llm.request.type"];
+const REQUEST_MODEL: &[&str] = &[
+    "gen_ai.request.model",
+    "llm.request.model_name",
+    "llm.model_name",
+];
+const RESPONSE_MODEL: &[&str] = &[
+    "gen_ai.response.model",
+    "llm.response.model_name",
+    "llm.model_name",
+];
+const OUTPUT_TOKENS: &[&str] = &[
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.token_count.completion",
+];
+const CONVERSATION: &[&str] = &[
+    "gen_ai.conversation.id",
+    "session.id",
+    "traceloop.association.properties.session_id",
+    "traceloop.association.properties.conversation_id",
+    "traceloop.association.properties.chat_id",
+];
+const FIRST_CHUNK_EVENTS: &[&str] = &[
+    "gen_ai.content.completion.chunk",
+    "llm.content.completion.chunk",
+    "First Token Stream Event",
+];
+const MODEL_CALL_OPERATIONS: &[&str] = &[
+    "chat",
+    "text_completion",
+    "generate_content",
+    "embeddings",
+    "completion",
+    "embedding",
+    "rerank",
+];
+
+/// One model call as the detector sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub key: SliKey,
+    /// Start of the call, ms since the epoch (as `llm_calls.timestamp`).
+    pub ts_ms: i64,
+    pub event: CallEvent,
+    /// Lowercase hex, as stored.
+    pub trace_id: String,
+    pub span_id: String,
+    pub conversation_id: String,
+}
+
+fn find<'a>(attrs: &'a [KeyValue], names: &[&str]) -> Option<&'a Value> {
+    names.iter().find_map(|n| {
+        attrs
+            .iter()
+            .find(|kv| kv.key == *n)
+            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+    })
+}
+
+fn string(attrs: &[KeyValue], names: &[&str]) -> Option<String> {
+    match find(attrs, names)? {
+        Value::StringValue(s) if !s.is_empty() => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn number(attrs: &[KeyValue], names: &[&str]) -> Option<f64> {
+    match find(attrs, names)? {
+        Value::IntValue(i) => Some(*i as f64),
+        Value::DoubleValue(d) if d.is_finite() => Some(*d),
+        Value::StringValue(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The operation of a model call, `None` for other spans (agents, tools, workflows).
+fn operation(attrs: &[KeyValue]) -> Option<String> {
+    if let Some(op) = string(attrs, OPERATION) {
+        let op = op.to_ascii_lowercase();
+        return MODEL_CALL_OPERATIONS.contains(&op.as_str()).then_some(op);
+    }
+    match string(attrs, &["openinference.span.kind"]).as_deref() {
+        Some("LLM") => Some("chat".to_string()),
+        Some("EMBEDDING") => Some("embeddings".to_string()),
+        Some(_) => None,
+        None => string(attrs, REQUEST_MODEL).map(|_| "chat".to_string()),
+    }
+}
+
+/// The call in `span`, if it is one.
+pub fn call(project: &str, service: &str, span: &Span) -> Option<Call> {
+    let a = &span.attributes;
+    let operation = operation(a)?;
+    let model = string(a, RESPONSE_MODEL)
+        .or_else(|| string(a, REQUEST_MODEL))
+        .map(|m| normalize_model(&m))
+        .unwrap_or_default();
+    let duration_ns = span
+        .end_time_unix_nano
+        .saturating_sub(span.start_time_unix_nano);
+    let first_chunk = span
+        .events
+        .iter()
+        .filter(|e| FIRST_CHUNK_EVENTS.contains(&e.name.as_str()))
+        .map(|e| e.time_unix_nano)
+        .min();
+    let ttft_ms = number(a, &["gen_ai.response.time_to_first_chunk"])
+        .map(|s| s * 1000.0)
+        .or_else(|| first_chunk.map(|t| t.saturating_sub(span.start_time_unix_nano) as f64 / 1e6));
+    let tpot_ms = match (ttft_ms, number(a, OUTPUT_TOKENS)) {
+        (Some(ttft), Some(out)) if out > 1.0 => {
+            let generation = duration_ns as f64 / 1e6 - ttft;
+            (generation >= 0.0).then(|| generation / (out - 1.0))
+        }
+        _ => None,
+    };
+    let error = span
+        .status
+        .as_ref()
+        .is_some_and(|s| s.code() == StatusCode::Error);
+    Some(Call {
+        key: SliKey {
+            project: project.to_string(),
+            service: service.to_string(),
+            model,
+            operation,
+        },
+        ts_ms: i64::try_from(span.start_time_unix_nano / 1_000_000).unwrap_or(i64::MAX),
+        event: CallEvent {
+            error,
+            duration_ms: duration_ns as f64 / 1e6,
+            ttft_ms,
+            tpot_ms,
+        },
+        trace_id: hex::encode(&span.trace_id),
+        span_id: hex::encode(&span.span_id),
+        conversation_id: string(a, CONVERSATION).unwrap_or_default(),
+    })
+}
+
+/// Every model call of a span message.
+pub fn calls(project: &str, req: &ExportTraceServiceRequest) -> Vec<Call> {
+    let mut out = Vec::new();
+    for rs in &req.resource_spans {
+        let resource = rs
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or_default();
+        let service = string(resource, &["service.name"]).unwrap_or_default();
+        for ss in &rs.scope_spans {
+            out.extend(ss.spans.iter().filter_map(|s| call(project, &service, s)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::AnyValue;
+    use opentelemetry_proto::tonic::trace::v1::{span::Event, Status};
+
+    fn kv(k: &str, v: Value) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_streamed_chat_call_and_an_agent_span() {
+        let s = |v: &str| Value::StringValue(v.into());
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            start_time_unix_nano: 1_000_000_000,
+            end_time_unix_nano: 3_000_000_000,
+            attributes: vec![
+                kv("gen_ai.operation.name", s("chat")),
+                kv("gen_ai.request.model", s("gpt-4o")),
+                kv("gen_ai.response.model", s("gpt-4o-2024-08-06")),
+                kv("gen_ai.usage.output_tokens", Value::IntValue(101)),
+                kv("session.id", s("conv-1")),
+            ],
+            events: vec![Event {
+                name: "gen_ai.content.completion.chunk".into(),
+                time_unix_nano: 1_500_000_000,
+                ..Default::default()
+            }],
+            status: Some(Status {
+                code: StatusCode::Error as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = call("p", "svc", &span).unwrap();
+        assert_eq!(c.key.model, "gpt-4o");
+        assert_eq!((c.key.operation.as_str(), c.ts_ms), ("chat", 1000));
+        assert!(c.event.error);
+        assert_eq!(c.event.duration_ms, 2000.0);
+        assert_eq!(c.event.ttft_ms, Some(500.0));
+        // (2000 - 500) ms over 100 tokens after the first.
+        assert_eq!(c.event.tpot_ms, Some(15.0));
+        assert_eq!(c.span_id, "0202020202020202");
+        assert_eq!(c.conversation_id, "conv-1");
+        let agent = Span {
+            attributes: vec![kv("gen_ai.operation.name", s("invoke_agent"))],
+            ..Default::default()
+        };
+        assert!(call("p", "svc", &agent).is_none());
+    }
+}

@@ -1,0 +1,338 @@
+//! ClickHouse, for the detector: the alert history it writes (`alerts`, migration 0005) and
+//! reads back at start-up, the window state it rebuilds from stored calls, feedback and
+//! signals, and the lookups that attribute late feedback and signals to their call's key.
+//!
+//! Rebuild (adr/0008): at start-up, with `cut` = the wall clock, read `llm_calls FINAL`,
+//! `feedback FINAL` and `signals FINAL` received before `cut` whose event time lies within the
+//! longest alerting window, in event-time order; the consumer then skips messages received
+//! before `cut` (header `flywheel.received_at_ns`), so nothing is counted twice. Messages
+//! received before `cut` that the ingester had not stored yet are missed (its lag, about a
+//! second); the SLO-window budget is rebuilt over the same bounded span, not 30 days.
+
+use clickhouse::{Client, Row};
+use flywheel_schema::rows::AlertRow;
+use serde::Deserialize;
+
+use crate::alert::{Alert, Fingerprint, Labels, Notify};
+use crate::engine::Outgoing;
+use crate::join::Subject;
+use crate::sli::CallEvent;
+use crate::SliKey;
+
+/// The alert-history row of a notification.
+pub fn alert_row(o: &Outgoing, sent_at_ms: i64) -> AlertRow {
+    let a = o.alert();
+    let label = |k: &str| a.labels.get(k).cloned().unwrap_or_default();
+    AlertRow {
+        fingerprint: a.fingerprint.to_string(),
+        alertname: label("alertname"),
+        slo: o.slo.clone(),
+        project: label("project"),
+        severity: o.severity.as_str().to_string(),
+        state: match o.notify {
+            Notify::Firing(_) => "firing",
+            Notify::Resolved(_) => "resolved",
+        }
+        .to_string(),
+        announced: o.announce,
+        labels: a.labels.clone().into_iter().collect(),
+        annotations: a.annotations.clone().into_iter().collect(),
+        starts_at: a.starts_at_ms * 1_000_000,
+        ends_at: a.ends_at_ms.map(|e| e * 1_000_000),
+        long_burn_rate: o.long_burn.filter(|b| b.is_finite()),
+        short_burn_rate: o.short_burn.filter(|b| b.is_finite()),
+        sli: o.sli,
+        budget_remaining: o.budget_remaining,
+        event_time: o.event_ms * 1_000_000,
+        sent_at: sent_at_ms * 1_000_000,
+    }
+}
+
+/// Appends notifications to `alerts`.
+pub async fn write(client: &Client, rows: &[AlertRow]) -> clickhouse::error::Result<()> {
+    let mut insert = client.insert::<AlertRow>("alerts").await?;
+    for r in rows {
+        insert.write(r).await?;
+    }
+    insert.end().await
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct LastState {
+    fingerprint: String,
+    labels: Vec<(String, String)>,
+    annotations: Vec<(String, String)>,
+    starts_at: i64,
+    event_time: i64,
+    state: String,
+}
+
+/// Alerts whose latest row is `firing`, with the event time they were last sent at.
+pub async fn firing(client: &Client) -> clickhouse::error::Result<Vec<(Alert, i64)>> {
+    let rows: Vec<LastState> = client
+        .query(
+            "SELECT fingerprint, argMax(labels, sent_at) AS labels, \
+             argMax(annotations, sent_at) AS annotations, \
+             toInt64(argMax(starts_at, sent_at)) AS starts_at, \
+             toInt64(argMax(event_time, sent_at)) AS event_time, \
+             argMax(state, sent_at) AS state \
+             FROM alerts GROUP BY fingerprint HAVING state = 'firing'",
+        )
+        .fetch_all()
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.state == "firing")
+        .filter_map(|r| {
+            let fp = u64::from_str_radix(&r.fingerprint, 16).ok()?;
+            let labels: Labels = r.labels.into_iter().collect();
+            let annotations: Labels = r.annotations.into_iter().collect();
+            let url = annotations.get("calls_url").cloned().unwrap_or_default();
+            Some((
+                Alert {
+                    fingerprint: Fingerprint(fp),
+                    labels,
+                    annotations,
+                    starts_at_ms: r.starts_at / 1_000_000,
+                    ends_at_ms: None,
+                    generator_url: url,
+                },
+                r.event_time / 1_000_000,
+            ))
+        })
+        .collect())
+}
+
+/// Recent alert history for `GET /v1/alerts`, newest first.
+pub async fn recent(
+    client: &Client,
+    project: &str,
+    limit: u64,
+) -> clickhouse::error::Result<Vec<AlertRow>> {
+    client
+        .query(
+            "SELECT ?fields FROM alerts WHERE project = ? AND announced \
+             ORDER BY sent_at DESC LIMIT ?",
+        )
+        .bind(project)
+        .bind(limit)
+        .fetch_all()
+        .await
+}
+
+/// A stored event, for the rebuild.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    Call {
+        key: SliKey,
+        event: CallEvent,
+        subject: Subject,
+    },
+    Feedback {
+        project: String,
+        subject: Subject,
+        name: String,
+        value_type: String,
+        score: Option<f64>,
+        label: String,
+    },
+    Signal {
+        project: String,
+        subject: Subject,
+        signal_type: String,
+    },
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct CallRow {
+    ts: i64,
+    project: String,
+    service: String,
+    model: String,
+    operation: String,
+    status_code: String,
+    duration_ns: u64,
+    ttft_ms: Option<f64>,
+    tpot_ms: Option<f64>,
+    trace_id: String,
+    span_id: String,
+    conversation_id: String,
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct ItemRow {
+    ts: i64,
+    project: String,
+    trace_id: String,
+    span_id: String,
+    conversation_id: String,
+    name: String,
+    value_type: String,
+    score: Option<f64>,
+    label: String,
+}
+
+/// Calls, feedback and signals with event time in `[from_ms, cut)` received before `cut_ns`,
+/// sorted by event time (ms).
+pub async fn stored_events(
+    client: &Client,
+    from_ms: i64,
+    cut_ns: i64,
+) -> clickhouse::error::Result<Vec<(i64, Stored)>> {
+    let calls: Vec<CallRow> = client
+        .query(
+            "SELECT toInt64(toUnixTimestamp64Milli(timestamp)) AS ts, project, service, model, \
+             operation, status_code, duration_ns, ttft_ms, tpot_ms, trace_id, span_id, \
+             conversation_id FROM llm_calls FINAL \
+             WHERE timestamp >= fromUnixTimestamp64Milli(toInt64(?)) \
+             AND received_at < fromUnixTimestamp64Nano(toInt64(?))",
+        )
+        .bind(from_ms)
+        .bind(cut_ns)
+        .fetch_all()
+        .await?;
+    let feedback: Vec<ItemRow> = client
+        .query(
+            "SELECT toInt64(toUnixTimestamp64Milli(timestamp)) AS ts, project, trace_id, span_id, \
+             conversation_id, name, value_type, score, label FROM feedback FINAL \
+             WHERE timestamp >= fromUnixTimestamp64Milli(toInt64(?)) \
+             AND received_at < fromUnixTimestamp64Nano(toInt64(?))",
+        )
+        .bind(from_ms)
+        .bind(cut_ns)
+        .fetch_all()
+        .await?;
+    let signals: Vec<ItemRow> = client
+        .query(
+            "SELECT toInt64(toUnixTimestamp64Milli(timestamp)) AS ts, project, trace_id, span_id, \
+             conversation_id, type AS name, '' AS value_type, CAST(NULL, 'Nullable(Float64)') AS score, \
+             '' AS label FROM signals FINAL \
+             WHERE timestamp >= fromUnixTimestamp64Milli(toInt64(?)) \
+             AND received_at < fromUnixTimestamp64Nano(toInt64(?))",
+        )
+        .bind(from_ms)
+        .bind(cut_ns)
+        .fetch_all()
+        .await?;
+    let subject = |t: String, s: String, c: String| Subject {
+        trace_id: t,
+        span_id: s,
+        conversation_id: c,
+    };
+    let mut out: Vec<(i64, Stored)> = Vec::new();
+    for c in calls {
+        out.push((
+            c.ts,
+            Stored::Call {
+                key: SliKey {
+                    project: c.project,
+                    service: c.service,
+                    model: c.model,
+                    operation: c.operation,
+                },
+                event: CallEvent {
+                    error: c.status_code == "Error",
+                    duration_ms: c.duration_ns as f64 / 1e6,
+                    ttft_ms: c.ttft_ms,
+                    tpot_ms: c.tpot_ms,
+                },
+                subject: subject(c.trace_id, c.span_id, c.conversation_id),
+            },
+        ));
+    }
+    for f in feedback {
+        out.push((
+            f.ts,
+            Stored::Feedback {
+                project: f.project,
+                subject: subject(f.trace_id, f.span_id, f.conversation_id),
+                name: f.name,
+                value_type: f.value_type,
+                score: f.score,
+                label: f.label,
+            },
+        ));
+    }
+    for s in signals {
+        out.push((
+            s.ts,
+            Stored::Signal {
+                project: s.project,
+                subject: subject(s.trace_id, s.span_id, s.conversation_id),
+                signal_type: s.name,
+            },
+        ));
+    }
+    // Calls first at equal times, so items about them resolve.
+    out.sort_by_key(|(ts, s)| (*ts, !matches!(s, Stored::Call { .. })));
+    Ok(out)
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct KeyRow {
+    project: String,
+    service: String,
+    model: String,
+    operation: String,
+    trace_id: String,
+    span_id: String,
+    conversation_id: String,
+}
+
+/// Keys of stored calls named by `subjects` (one query), as subjects with their keys.
+pub async fn lookup_keys(
+    client: &Client,
+    subjects: &[Subject],
+) -> clickhouse::error::Result<Vec<(Subject, SliKey)>> {
+    let traces: Vec<&str> = subjects
+        .iter()
+        .map(|s| s.trace_id.as_str())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let conversations: Vec<&str> = subjects
+        .iter()
+        .map(|s| s.conversation_id.as_str())
+        .filter(|c| !c.is_empty())
+        .collect();
+    let mut cond = Vec::new();
+    if !traces.is_empty() {
+        cond.push("trace_id IN ?");
+    }
+    if !conversations.is_empty() {
+        cond.push("(conversation_id != '' AND conversation_id IN ?)");
+    }
+    if cond.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT project, service, model, operation, trace_id, span_id, conversation_id \
+         FROM llm_calls WHERE {} ORDER BY timestamp LIMIT 100000",
+        cond.join(" OR ")
+    );
+    let mut q = client.query(&sql);
+    if !traces.is_empty() {
+        q = q.bind(traces);
+    }
+    if !conversations.is_empty() {
+        q = q.bind(conversations);
+    }
+    let rows: Vec<KeyRow> = q.fetch_all().await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                Subject {
+                    trace_id: r.trace_id,
+                    span_id: r.span_id,
+                    conversation_id: r.conversation_id,
+                },
+                SliKey {
+                    project: r.project,
+                    service: r.service,
+                    model: r.model,
+                    operation: r.operation,
+                },
+            )
+        })
+        .collect())
+}

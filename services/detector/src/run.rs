@@ -1,0 +1,321 @@
+//! [`run`]: start-up (SLO file, schema check, history rebuild, consumer, senders, HTTP), the
+//! loop, and shutdown.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use flywheel_auth::{AuthConfig, Authenticator};
+use flywheel_bus::KafkaConfig;
+use flywheel_schema::rows::AlertRow;
+use flywheel_schema::ClickHouseConfig;
+use flywheel_telemetry::Readiness;
+use prometheus::Registry;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::consumer::{Item, Loop, Pending, Value};
+use crate::engine::{Engine, EngineConfig};
+use crate::history::{self, Stored};
+use crate::metrics::Metrics;
+use crate::sender::Senders;
+use crate::slo::Dur;
+use crate::window::WindowConfig;
+use crate::DetectorConfig;
+
+/// Errors that stop the detector at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    #[error("detector.slo_file is not set")]
+    NoSloFile,
+    #[error(transparent)]
+    SloFile(#[from] crate::slo::SloFileError),
+    #[error(transparent)]
+    Schema(#[from] flywheel_schema::migrate::SchemaError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("rebuilding from ClickHouse history failed: {0}")]
+    History(#[source] clickhouse::error::Error),
+}
+
+/// Runs the detector until `shutdown`.
+pub async fn run(
+    config: DetectorConfig,
+    kafka: &KafkaConfig,
+    clickhouse: &ClickHouseConfig,
+    auth: &AuthConfig,
+    registry: &Registry,
+    readiness: &Readiness,
+    shutdown: CancellationToken,
+) -> Result<(), DetectorError> {
+    let path = config.slo_file.as_ref().ok_or(DetectorError::NoSloFile)?;
+    let file = crate::slo::load(path)?;
+    flywheel_schema::migrate::check(clickhouse).await?;
+    let metrics = Metrics::register(registry)?;
+    let auth = Authenticator::new(auth).map_err(DetectorError::Config)?;
+    let slos: Vec<_> = file.slos.into_iter().map(|s| s.value).collect();
+    if !file.cost_policies.is_empty() {
+        tracing::warn!(
+            n = file.cost_policies.len(),
+            "cost policies are not evaluated yet by the running detector"
+        );
+    }
+    let longest = slos
+        .iter()
+        .map(|s| s.alerting.longest_window())
+        .max()
+        .unwrap_or_default();
+    let engine = Engine::new(
+        slos,
+        EngineConfig {
+            window: WindowConfig {
+                lateness: Dur(Duration::from_millis(config.lateness_ms)),
+                max_keys: config.max_keys,
+                ..WindowConfig::default()
+            },
+            resend_interval: Dur(Duration::from_millis(config.resend_interval_ms)),
+            join_capacity: config.join_capacity,
+            idle_advance_ms: i64::try_from(config.idle_advance_ms).unwrap_or(i64::MAX),
+            api_url: config.api_url.clone(),
+        },
+    )
+    .map_err(|e| DetectorError::Config(e.to_string()))?;
+
+    // The publisher's probe creates the consumed topics when missing and reports the broker.
+    let topics = vec![
+        config.spans_topic.clone(),
+        config.feedback_topic.clone(),
+        config.signals_topic.clone(),
+    ];
+    let keyed_mode = !config.keyed_topic.is_empty();
+    let mut own = topics.clone();
+    if keyed_mode {
+        own.push(config.keyed_topic.clone());
+    }
+    let publisher = flywheel_bus::KafkaPublisher::start(kafka, own, shutdown.clone())?;
+    let probe = publisher.clone();
+    readiness.register("detector_kafka", move || {
+        flywheel_bus::Publisher::is_ready(&probe)
+    });
+    let mut client = flywheel_bus::client_config(kafka);
+    client
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", config.session_timeout_ms.to_string())
+        .set("topic.metadata.refresh.interval.ms", "10000");
+    let consumer: StreamConsumer = client.create()?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names)?;
+
+    let tasks = TaskTracker::new();
+    // Delivery and history tasks stop after the loop: they get their own token.
+    let drain = CancellationToken::new();
+    let senders = Senders::start(&config, metrics.clone(), &tasks, drain.clone())?;
+    let ch = clickhouse.client();
+    let (history_tx, history_rx) = mpsc::channel(config.send_queue);
+    tasks.spawn(write_history(
+        ch.clone(),
+        history_rx,
+        metrics.clone(),
+        drain.clone(),
+    ));
+    let snapshot = Arc::new(RwLock::new(Default::default()));
+    let (addr, server) = crate::http::serve(
+        config.listen,
+        crate::http::ApiState {
+            auth,
+            snapshot: snapshot.clone(),
+            clickhouse: ch.clone(),
+        },
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|source| DetectorError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let server = tokio::spawn(server);
+    tracing::info!(%addr, "detector API listening (/v1/slos, /v1/alerts)");
+
+    let keyed = if keyed_mode {
+        let (forward, task) = crate::keyed::forwarder(
+            publisher,
+            config.keyed_topic.clone(),
+            config.send_queue.max(10_000),
+            metrics.clone(),
+            drain.clone(),
+        );
+        tasks.spawn(task);
+        let (c, reassigned) = crate::keyed::consumer(
+            kafka,
+            &config.group_id,
+            &config.keyed_topic,
+            config.session_timeout_ms,
+        )?;
+        Some(crate::keyed::Keyed {
+            forward,
+            consumer: Arc::new(c),
+            reassigned,
+            replaying: true,
+            assigned_at_ms: 0,
+            last_backlog: std::time::Instant::now(),
+        })
+    } else {
+        None
+    };
+    let cut_ms = crate::consumer::now_ms();
+    let mut detector = Loop {
+        engine,
+        consumer: Arc::new(consumer),
+        clickhouse: ch.clone(),
+        cut_ns: if config.rebuild_from_history && !keyed_mode {
+            cut_ms * 1_000_000
+        } else {
+            0
+        },
+        senders,
+        history: history_tx,
+        snapshot,
+        metrics,
+        pending: VecDeque::new(),
+        keyed,
+        cfg: config.clone(),
+    };
+    if keyed_mode {
+        // Windows come from replaying the keyed topic; alerts wait for their owner.
+        for (alert, last_sent_ms) in history::firing(&ch).await.map_err(DetectorError::History)? {
+            detector.engine.park(alert, last_sent_ms);
+        }
+    } else if config.rebuild_from_history {
+        rebuild(&mut detector, &ch, cut_ms, longest).await?;
+    }
+    tracing::info!(topics = ?topics, group = %config.group_id, "detector consuming");
+    detector.run(shutdown.clone()).await;
+    drain.cancel();
+    tasks.close();
+    tasks.wait().await;
+    let _ = server.await;
+    Ok(())
+}
+
+/// Restores firing alerts, then replays stored events of the longest alerting window.
+async fn rebuild(
+    d: &mut Loop,
+    ch: &clickhouse::Client,
+    cut_ms: i64,
+    longest: Dur,
+) -> Result<(), DetectorError> {
+    let firing = history::firing(ch).await.map_err(DetectorError::History)?;
+    let restored = firing.len();
+    for (alert, last_sent_ms) in firing {
+        d.engine.restore(alert, last_sent_ms);
+    }
+    let from = cut_ms - longest.as_millis() as i64 - d.cfg.lateness_ms as i64;
+    let events = history::stored_events(ch, from, cut_ms * 1_000_000)
+        .await
+        .map_err(DetectorError::History)?;
+    let n = events.len();
+    for (ts_ms, e) in events {
+        match e {
+            Stored::Call {
+                key,
+                event,
+                subject,
+            } => {
+                let call = crate::extract::Call {
+                    key,
+                    ts_ms,
+                    event,
+                    trace_id: subject.trace_id,
+                    span_id: subject.span_id,
+                    conversation_id: subject.conversation_id,
+                };
+                d.engine.call(&call);
+            }
+            Stored::Feedback {
+                project,
+                subject,
+                name,
+                value_type,
+                score,
+                label,
+            } => {
+                let value = match (value_type.as_str(), score) {
+                    ("boolean", Some(s)) => Value::Boolean(s != 0.0),
+                    ("number", Some(s)) => Value::Number(s),
+                    ("label", _) => Value::Label(label),
+                    _ => Value::Text,
+                };
+                d.item(Pending {
+                    project,
+                    subject,
+                    ts_ms,
+                    item: Item::Feedback { name, value },
+                });
+            }
+            Stored::Signal {
+                project,
+                subject,
+                signal_type,
+            } => d.item(Pending {
+                project,
+                subject,
+                ts_ms,
+                item: Item::Signal { signal_type },
+            }),
+        }
+    }
+    d.metrics.rebuilt_events.set(n as i64);
+    d.metrics.restored_alerts.set(restored as i64);
+    tracing::info!(
+        restored_alerts = restored,
+        events = n,
+        window = %longest,
+        "state rebuilt from ClickHouse history"
+    );
+    Ok(())
+}
+
+/// Appends alert rows to ClickHouse, retrying a few times; failures are counted.
+async fn write_history(
+    ch: clickhouse::Client,
+    mut rx: mpsc::Receiver<Vec<AlertRow>>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let rows = tokio::select! {
+            r = rx.recv() => match r { Some(r) => r, None => return },
+            () = shutdown.cancelled() => match rx.try_recv() { Ok(r) => r, Err(_) => return },
+        };
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1..=5 {
+            match history::write(&ch, &rows).await {
+                Ok(()) => break,
+                Err(e) if attempt == 5 => {
+                    tracing::warn!(error = %e, "cannot write alert history");
+                    metrics.history_errors.with_label_values(&["write"]).inc();
+                }
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+    }
+}
