@@ -10,15 +10,12 @@ use serde_json::{json, Map, Value as Json};
 
 use super::value::{as_string, Attrs};
 use crate::pricing::{normalize_model, PriceTable, Usage};
+use flywheel_pricing::attrs::{
+    CACHE_READ, CACHE_WRITE, INPUT_TOKENS, OUTPUT_TOKENS, PROVIDER, REASONING,
+};
 use flywheel_schema::rows::LlmCallRow;
 
 const OPERATION: &[&str] = &["gen_ai.operation.name", "llm.request.type"];
-const PROVIDER: &[&str] = &[
-    "gen_ai.provider.name",
-    "gen_ai.system",
-    "llm.provider",
-    "llm.system",
-];
 const REQUEST_MODEL: &[&str] = &[
     "gen_ai.request.model",
     "llm.request.model_name",
@@ -28,33 +25,6 @@ const RESPONSE_MODEL: &[&str] = &[
     "gen_ai.response.model",
     "llm.response.model_name",
     "llm.model_name",
-];
-const INPUT_TOKENS: &[&str] = &[
-    "gen_ai.usage.input_tokens",
-    "gen_ai.usage.prompt_tokens",
-    "llm.token_count.prompt",
-];
-const OUTPUT_TOKENS: &[&str] = &[
-    "gen_ai.usage.output_tokens",
-    "gen_ai.usage.completion_tokens",
-    "llm.token_count.completion",
-];
-const CACHE_READ: &[&str] = &[
-    "gen_ai.usage.cache_read.input_tokens",
-    "gen_ai.usage.cache_read_input_tokens",
-    "llm.token_count.prompt_details.cache_read",
-];
-const CACHE_WRITE: &[&str] = &[
-    "gen_ai.usage.cache_write.input_tokens",
-    "gen_ai.usage.cache_creation.input_tokens",
-    "gen_ai.usage.cache_creation_input_tokens",
-    "llm.token_count.prompt_details.cache_write",
-];
-const REASONING: &[&str] = &[
-    "gen_ai.usage.reasoning.output_tokens",
-    "gen_ai.usage.reasoning_tokens",
-    "llm.usage.reasoning_tokens",
-    "llm.token_count.completion_details.reasoning",
 ];
 const STREAMING: &[&str] = &[
     "gen_ai.request.stream",
