@@ -28,6 +28,9 @@ pub struct DetectorConfig {
     /// The SLO file (YAML, `deploy/slos.example.yaml`). Required to run the detector; `flywheel
     /// all` runs the detector only when it is set.
     pub slo_file: Option<PathBuf>,
+    /// Extra price table (TOML, the shape of `services/ingester/prices.toml`) overriding the
+    /// built-in one; set it to the ingester's `prices_file` so live costs equal stored ones.
+    pub prices_file: Option<PathBuf>,
     /// `GET /v1/slos` and `GET /v1/alerts`.
     pub listen: SocketAddr,
     /// How often every SLO is evaluated (ms).
@@ -84,6 +87,7 @@ impl Default for DetectorConfig {
             signals_topic: flywheel_core::wire::TOPIC_SIGNALS.to_string(),
             keyed_topic: String::new(),
             slo_file: None,
+            prices_file: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 8081)),
             evaluation_interval_ms: 1_000,
             lateness_ms: 30_000,
@@ -168,6 +172,11 @@ impl Validate for DetectorConfig {
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be positive"));
+            }
+        }
+        if let Some(path) = &self.prices_file {
+            if let Err(e) = flywheel_pricing::PriceTable::load(Some(path)) {
+                return Err(invalid("detector.prices_file", &e));
             }
         }
         if self.send_attempts == 0 {

@@ -84,6 +84,8 @@ pub struct Loop {
     pub metrics: Metrics,
     pub pending: VecDeque<Pending>,
     pub keyed: Option<Keyed>,
+    /// Prices calls for the cost SLIs (shared with the ingester).
+    pub prices: flywheel_pricing::PriceTable,
 }
 
 pub fn now_ms() -> i64 {
@@ -221,7 +223,7 @@ impl Loop {
                     undecodable();
                     return;
                 };
-                for c in crate::extract::calls(&project, &req) {
+                for c in crate::extract::calls(&project, &req, &self.prices) {
                     if self.keyed.is_some() {
                         self.engine.remember_call(&c);
                         self.forward(SliEvent::call(&c.key, c.ts_ms, &c.event), "call");

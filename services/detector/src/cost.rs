@@ -228,6 +228,7 @@ fn median_of(v: &mut [f64]) -> f64 {
     }
 }
 
+pub mod series;
 pub mod synthetic;
 
 #[cfg(test)]

@@ -15,9 +15,10 @@ use serde::Serialize;
 
 use crate::alert::{self, Alert, Evidence, Fingerprint, Notify, Observation, Tracker};
 use crate::burn::RuleEval;
+use crate::cost::series::{CostState, CostView};
 use crate::join::{Joins, Subject};
 use crate::sli::{self, FeedbackValue};
-use crate::slo::{Dur, Severity, Slo};
+use crate::slo::{CostPolicy, Dur, Severity, Slo};
 use crate::window::{Counts, Outcome, WindowConfig, WindowError, WindowStore};
 use crate::SliKey;
 
@@ -88,6 +89,7 @@ pub struct Tick {
     pub end_ms: Option<i64>,
     pub outgoing: Vec<Outgoing>,
     pub views: Vec<SloView>,
+    pub cost_views: Vec<CostView>,
 }
 
 /// Engine settings besides the SLOs.
@@ -105,6 +107,7 @@ pub struct Engine {
     store: WindowStore<SeriesKey>,
     tracker: Tracker,
     joins: Joins,
+    cost: CostState,
     announced: HashSet<Fingerprint>,
     /// Firing alerts from history or from before a rebalance, restored into the tracker when
     /// their series is next evaluated here (so only their owner keeps them).
@@ -141,6 +144,7 @@ impl Engine {
             store: WindowStore::new(cfg.window.clone())?,
             tracker: Tracker::new(cfg.resend_interval),
             joins: Joins::new(cfg.join_capacity),
+            cost: CostState::default(),
             announced: HashSet::new(),
             dormant: HashMap::new(),
             recent: VecDeque::new(),
@@ -148,6 +152,12 @@ impl Engine {
             slos,
             cfg,
         })
+    }
+
+    /// Evaluates these cost policies too (spend projections and change detection).
+    pub fn with_cost_policies(mut self, policies: Vec<CostPolicy>) -> Self {
+        self.cost = CostState::new(policies, self.cfg.window.max_keys);
+        self
     }
 
     pub fn slos(&self) -> &[Slo] {
@@ -168,7 +178,17 @@ impl Engine {
 
     /// Counts a call's outcome for every SLO that selects `key`.
     pub fn record_call(&mut self, key: &SliKey, ts_ms: i64, event: &sli::CallEvent) -> Tally {
-        self.record_each(key, ts_ms, |s| sli::call_counts(s, event))
+        let t = self.record_each(key, ts_ms, |s| sli::call_counts(s, event));
+        if !self.cost.is_empty() {
+            if self.store.watermark().is_some_and(|w| ts_ms < w) {
+                self.cost.late += 1;
+            } else {
+                // Cost policies move event time even when no SLO selects the key.
+                self.store.advance_to(ts_ms);
+                self.cost.record(key, ts_ms, event);
+            }
+        }
+        t
     }
 
     /// Keeps a firing alert aside until its series is evaluated here (see `dormant`).
@@ -258,7 +278,11 @@ impl Engine {
     /// Series held, and events dropped as late or over the key cap since start.
     pub fn store_stats(&self) -> (usize, u64, u64) {
         let (late, overflow) = self.store.dropped();
-        (self.store.len(), late, overflow)
+        (
+            self.store.len(),
+            late + self.cost.late,
+            overflow + self.cost.overflow,
+        )
     }
 
     pub fn watermark(&self) -> Option<i64> {
@@ -332,6 +356,35 @@ impl Engine {
                 }
             }
             out.views.push(view(slo, key, &st));
+        }
+        for c in self.cost.evaluate(end) {
+            if let Some((a, last_sent)) = self.dormant.remove(&alert::fingerprint(&c.labels)) {
+                self.announced.insert(a.fingerprint);
+                self.tracker.restore(a, last_sent);
+            }
+            let obs = Observation {
+                labels: c.labels,
+                annotations: c.annotations,
+                generator_url: alert::calls_url(&self.cfg.api_url, &c.key, c.range_ms),
+                breaching: c.breaching,
+                short_burn: Some(c.score),
+                factor: c.factor,
+                policy: self.cost.alert_policy(),
+            };
+            if let Some(n) = self.tracker.observe(end, obs) {
+                out.outgoing.push(Outgoing {
+                    announce: false,
+                    notify: n,
+                    slo: c.policy,
+                    severity: c.severity,
+                    long_burn: None,
+                    short_burn: Some(c.score),
+                    sli: Some(c.value),
+                    budget_remaining: c.budget_remaining,
+                    event_ms: end,
+                });
+            }
+            out.cost_views.push(c.view);
         }
         // Series that disappeared (evicted) resolve after the longest window.
         for n in self

@@ -51,6 +51,8 @@ fn call(ts_ms: i64, error: bool) -> Call {
             duration_ms: 100.0,
             ttft_ms: None,
             tpot_ms: None,
+            cost_usd: None,
+            tokens: None,
         },
         trace_id: format!("{ts_ms:032x}"),
         span_id: "01".into(),

@@ -6,10 +6,15 @@
 //! (`services/ingester/src/map/genai.rs`, which a service may not import): the same attribute
 //! names by the same precedence for operation, model, TTFT, TPOT and status, and the shared
 //! [`normalize_model`] so that live keys equal the `model` column of `llm_calls` (history and
-//! late lookups read that column). Cost and tokens are not read: no SLI uses them yet (the cost
-//! detectors are not wired, see adr/0008).
+//! late lookups read that column). Tokens and the price lookup use the attribute names of
+//! `flywheel_pricing::attrs` and the price table of `flywheel_pricing`, both shared with the
+//! ingester, so a call's live cost equals its `llm_calls.cost_usd`.
 
 use flywheel_core::genai::normalize_model;
+use flywheel_pricing::attrs::{
+    CACHE_READ, CACHE_WRITE, INPUT_TOKENS, OUTPUT_TOKENS, PROVIDER, REASONING,
+};
+use flywheel_pricing::{PriceTable, Usage};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
@@ -27,11 +32,6 @@ const RESPONSE_MODEL: &[&str] = &[
     "gen_ai.response.model",
     "llm.response.model_name",
     "llm.model_name",
-];
-const OUTPUT_TOKENS: &[&str] = &[
-    "gen_ai.usage.output_tokens",
-    "gen_ai.usage.completion_tokens",
-    "llm.token_count.completion",
 ];
 const CONVERSATION: &[&str] = &[
     "gen_ai.conversation.id",
@@ -94,6 +94,41 @@ fn number(attrs: &[KeyValue], names: &[&str]) -> Option<f64> {
     }
 }
 
+/// The first of `names` present as a non-negative integer (the ingester's `Attrs::uint`).
+fn uint(attrs: &[KeyValue], names: &[&str]) -> Option<u64> {
+    names.iter().find_map(|n| {
+        let v = attrs.iter().find(|kv| kv.key == *n)?.value.as_ref()?;
+        match v.value.as_ref()? {
+            Value::IntValue(i) => u64::try_from(*i).ok(),
+            Value::DoubleValue(d) if d.fract() == 0.0 && *d >= 0.0 && *d < 1e18 => Some(*d as u64),
+            Value::StringValue(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    })
+}
+
+/// Tokens (input + output) and cost of a call, as the ingester stores them: no token count,
+/// no tokens and no cost; an unpriced model, no cost.
+fn usage(a: &[KeyValue], prices: &PriceTable) -> (Option<u64>, Option<f64>) {
+    let (input, output) = (uint(a, INPUT_TOKENS), uint(a, OUTPUT_TOKENS));
+    if input.is_none() && output.is_none() {
+        return (None, None);
+    }
+    let usage = Usage {
+        input: input.unwrap_or(0),
+        output: output.unwrap_or(0),
+        cache_read: uint(a, CACHE_READ).unwrap_or(0),
+        cache_creation: uint(a, CACHE_WRITE).unwrap_or(0),
+        reasoning: uint(a, REASONING).unwrap_or(0),
+    };
+    let provider = string(a, PROVIDER).unwrap_or_default().to_ascii_lowercase();
+    let model = string(a, RESPONSE_MODEL)
+        .or_else(|| string(a, REQUEST_MODEL))
+        .unwrap_or_default();
+    let cost = prices.lookup(&provider, &model).map(|p| p.cost(&usage));
+    (Some(usage.input.saturating_add(usage.output)), cost)
+}
+
 /// The operation of a model call, `None` for other spans (agents, tools, workflows).
 fn operation(attrs: &[KeyValue]) -> Option<String> {
     if let Some(op) = string(attrs, OPERATION) {
@@ -109,7 +144,7 @@ fn operation(attrs: &[KeyValue]) -> Option<String> {
 }
 
 /// The call in `span`, if it is one.
-pub fn call(project: &str, service: &str, span: &Span) -> Option<Call> {
+pub fn call(project: &str, service: &str, span: &Span, prices: &PriceTable) -> Option<Call> {
     let a = &span.attributes;
     let operation = operation(a)?;
     let model = string(a, RESPONSE_MODEL)
@@ -128,13 +163,14 @@ pub fn call(project: &str, service: &str, span: &Span) -> Option<Call> {
     let ttft_ms = number(a, &["gen_ai.response.time_to_first_chunk"])
         .map(|s| s * 1000.0)
         .or_else(|| first_chunk.map(|t| t.saturating_sub(span.start_time_unix_nano) as f64 / 1e6));
-    let tpot_ms = match (ttft_ms, number(a, OUTPUT_TOKENS)) {
-        (Some(ttft), Some(out)) if out > 1.0 => {
+    let tpot_ms = match (ttft_ms, uint(a, OUTPUT_TOKENS)) {
+        (Some(ttft), Some(out)) if out > 1 => {
             let generation = duration_ns as f64 / 1e6 - ttft;
-            (generation >= 0.0).then(|| generation / (out - 1.0))
+            (generation >= 0.0).then(|| generation / (out - 1) as f64)
         }
         _ => None,
     };
+    let (tokens, cost_usd) = usage(a, prices);
     let error = span
         .status
         .as_ref()
@@ -152,6 +188,8 @@ pub fn call(project: &str, service: &str, span: &Span) -> Option<Call> {
             duration_ms: duration_ns as f64 / 1e6,
             ttft_ms,
             tpot_ms,
+            cost_usd,
+            tokens,
         },
         trace_id: hex::encode(&span.trace_id),
         span_id: hex::encode(&span.span_id),
@@ -160,7 +198,7 @@ pub fn call(project: &str, service: &str, span: &Span) -> Option<Call> {
 }
 
 /// Every model call of a span message.
-pub fn calls(project: &str, req: &ExportTraceServiceRequest) -> Vec<Call> {
+pub fn calls(project: &str, req: &ExportTraceServiceRequest, prices: &PriceTable) -> Vec<Call> {
     let mut out = Vec::new();
     for rs in &req.resource_spans {
         let resource = rs
@@ -170,7 +208,11 @@ pub fn calls(project: &str, req: &ExportTraceServiceRequest) -> Vec<Call> {
             .unwrap_or_default();
         let service = string(resource, &["service.name"]).unwrap_or_default();
         for ss in &rs.scope_spans {
-            out.extend(ss.spans.iter().filter_map(|s| call(project, &service, s)));
+            out.extend(
+                ss.spans
+                    .iter()
+                    .filter_map(|s| call(project, &service, s, prices)),
+            );
         }
     }
     out
@@ -216,7 +258,8 @@ mod tests {
             }),
             ..Default::default()
         };
-        let c = call("p", "svc", &span).unwrap();
+        let prices = PriceTable::load(None).unwrap();
+        let c = call("p", "svc", &span, &prices).unwrap();
         assert_eq!(c.key.model, "gpt-4o");
         assert_eq!((c.key.operation.as_str(), c.ts_ms), ("chat", 1000));
         assert!(c.event.error);
@@ -230,6 +273,47 @@ mod tests {
             attributes: vec![kv("gen_ai.operation.name", s("invoke_agent"))],
             ..Default::default()
         };
-        assert!(call("p", "svc", &agent).is_none());
+        assert!(call("p", "svc", &agent, &prices).is_none());
+        // No input count: 101 output tokens, priced at gpt-4o's output price.
+        assert_eq!(c.event.tokens, Some(101));
+        let out_price = prices.lookup("", "gpt-4o").unwrap().output;
+        assert!((c.event.cost_usd.unwrap() - 101.0 * out_price / 1e6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tokens_and_cost_by_the_ingesters_precedence() {
+        let s = |v: &str| Value::StringValue(v.into());
+        let prices = PriceTable::load(None).unwrap();
+        let span = |model: &str| Span {
+            attributes: vec![
+                kv("gen_ai.operation.name", s("chat")),
+                kv("gen_ai.provider.name", s("openai")),
+                kv("gen_ai.request.model", s(model)),
+                // The current name wins over the deprecated one; values are never summed.
+                kv("gen_ai.usage.input_tokens", Value::IntValue(1000)),
+                kv("gen_ai.usage.prompt_tokens", Value::IntValue(5)),
+                kv("gen_ai.usage.completion_tokens", s("200")),
+                kv(
+                    "gen_ai.usage.cache_read.input_tokens",
+                    Value::DoubleValue(400.0),
+                ),
+            ],
+            ..Default::default()
+        };
+        let c = call("p", "svc", &span("gpt-4o-2024-08-06"), &prices).unwrap();
+        assert_eq!(c.event.tokens, Some(1200));
+        // gpt-4o: 600 plain input x $2.50 + 400 cached x $1.25 + 200 output x $10 per million.
+        let want = (600.0 * 2.5 + 400.0 * 1.25 + 200.0 * 10.0) / 1e6;
+        assert!((c.event.cost_usd.unwrap() - want).abs() < 1e-12);
+        // An unpriced model has tokens but no cost (never 0).
+        let c = call("p", "svc", &span("my-finetune"), &prices).unwrap();
+        assert_eq!((c.event.tokens, c.event.cost_usd), (Some(1200), None));
+        // No token counts: neither.
+        let bare = Span {
+            attributes: vec![kv("gen_ai.request.model", s("gpt-4o"))],
+            ..Default::default()
+        };
+        let c = call("p", "svc", &bare, &prices).unwrap();
+        assert_eq!((c.event.tokens, c.event.cost_usd), (None, None));
     }
 }

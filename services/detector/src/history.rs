@@ -154,6 +154,8 @@ struct CallRow {
     duration_ns: u64,
     ttft_ms: Option<f64>,
     tpot_ms: Option<f64>,
+    cost_usd: Option<f64>,
+    tokens: Option<u64>,
     trace_id: String,
     span_id: String,
     conversation_id: String,
@@ -182,7 +184,9 @@ pub async fn stored_events(
     let calls: Vec<CallRow> = client
         .query(
             "SELECT toInt64(toUnixTimestamp64Milli(timestamp)) AS ts, project, service, model, \
-             operation, status_code, duration_ns, ttft_ms, tpot_ms, trace_id, span_id, \
+             operation, status_code, duration_ns, ttft_ms, tpot_ms, cost_usd, \
+             if(isNull(input_tokens) AND isNull(output_tokens), NULL, \
+             ifNull(input_tokens, 0) + ifNull(output_tokens, 0)) AS tokens, trace_id, span_id, \
              conversation_id FROM llm_calls FINAL \
              WHERE timestamp >= fromUnixTimestamp64Milli(toInt64(?)) \
              AND received_at < fromUnixTimestamp64Nano(toInt64(?))",
@@ -235,6 +239,8 @@ pub async fn stored_events(
                     duration_ms: c.duration_ns as f64 / 1e6,
                     ttft_ms: c.ttft_ms,
                     tpot_ms: c.tpot_ms,
+                    cost_usd: c.cost_usd,
+                    tokens: c.tokens,
                 },
                 subject: subject(c.trace_id, c.span_id, c.conversation_id),
             },

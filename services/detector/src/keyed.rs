@@ -41,6 +41,10 @@ pub enum SliEvent {
         duration_ms: f64,
         ttft_ms: Option<f64>,
         tpot_ms: Option<f64>,
+        #[serde(default)]
+        cost_usd: Option<f64>,
+        #[serde(default)]
+        tokens: Option<u64>,
     },
     Feedback {
         key: Key,
@@ -97,6 +101,8 @@ impl SliEvent {
             duration_ms: e.duration_ms,
             ttft_ms: e.ttft_ms,
             tpot_ms: e.tpot_ms,
+            cost_usd: e.cost_usd,
+            tokens: e.tokens,
         }
     }
 
@@ -305,12 +311,16 @@ impl Loop {
                 duration_ms,
                 ttft_ms,
                 tpot_ms,
+                cost_usd,
+                tokens,
             } => {
                 let ev = crate::sli::CallEvent {
                     error,
                     duration_ms,
                     ttft_ms,
                     tpot_ms,
+                    cost_usd,
+                    tokens,
                 };
                 ("call", self.engine.record_call(&key.into(), ts_ms, &ev))
             }
@@ -366,6 +376,8 @@ mod tests {
                 duration_ms: 1.5,
                 ttft_ms: None,
                 tpot_ms: Some(2.0),
+                cost_usd: Some(0.25),
+                tokens: Some(1200),
             },
         );
         let back: SliEvent = serde_json::from_slice(&serde_json::to_vec(&call).unwrap()).unwrap();

@@ -66,13 +66,10 @@ pub async fn run(
     flywheel_schema::migrate::check(clickhouse).await?;
     let metrics = Metrics::register(registry)?;
     let auth = Authenticator::new(auth).map_err(DetectorError::Config)?;
+    let prices = flywheel_pricing::PriceTable::load(config.prices_file.as_deref())
+        .map_err(DetectorError::Config)?;
     let slos: Vec<_> = file.slos.into_iter().map(|s| s.value).collect();
-    if !file.cost_policies.is_empty() {
-        tracing::warn!(
-            n = file.cost_policies.len(),
-            "cost policies are not evaluated yet by the running detector"
-        );
-    }
+    let cost_policies: Vec<_> = file.cost_policies.into_iter().map(|c| c.value).collect();
     let longest = slos
         .iter()
         .map(|s| s.alerting.longest_window())
@@ -92,7 +89,8 @@ pub async fn run(
             api_url: config.api_url.clone(),
         },
     )
-    .map_err(|e| DetectorError::Config(e.to_string()))?;
+    .map_err(|e| DetectorError::Config(e.to_string()))?
+    .with_cost_policies(cost_policies);
 
     // The publisher's probe creates the consumed topics when missing and reports the broker.
     let topics = vec![
@@ -194,6 +192,7 @@ pub async fn run(
         metrics,
         pending: VecDeque::new(),
         keyed,
+        prices,
         cfg: config.clone(),
     };
     if keyed_mode {

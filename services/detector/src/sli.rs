@@ -25,6 +25,10 @@ pub struct CallEvent {
     pub duration_ms: f64,
     pub ttft_ms: Option<f64>,
     pub tpot_ms: Option<f64>,
+    /// Priced by the shared price table; `None` for an unknown model or without token counts.
+    pub cost_usd: Option<f64>,
+    /// Input plus output tokens; `None` without token counts.
+    pub tokens: Option<u64>,
 }
 
 impl CallEvent {
@@ -179,6 +183,8 @@ slos:
             duration_ms,
             ttft_ms: ttft,
             tpot_ms: tpot,
+            cost_usd: None,
+            tokens: None,
         }
     }
 
