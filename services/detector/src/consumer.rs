@@ -31,6 +31,7 @@ use crate::{history, DetectorConfig, SliKey};
 pub struct Snapshot {
     pub end_ms: Option<i64>,
     pub views: Vec<SloView>,
+    pub cost_views: Vec<crate::cost::series::CostView>,
     pub firing: Vec<Alert>,
     pub recent: Vec<Outgoing>,
 }
@@ -421,6 +422,7 @@ impl Loop {
         let snapshot = Snapshot {
             end_ms: t.end_ms,
             views: t.views,
+            cost_views: t.cost_views,
             firing,
             recent: self.engine.recent.iter().cloned().collect(),
         };

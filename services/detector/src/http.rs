@@ -2,7 +2,8 @@
 //! only its own project, `flywheel_auth` `Action::Read`):
 //!
 //! - `GET /v1/slos`: per SLO and key, the SLI over the SLO window, each rule's burn rates and
-//!   the error budget left (the last evaluation's snapshot).
+//!   the error budget left (the last evaluation's snapshot); under `cost`, per cost policy and
+//!   key, the spend projection or the change detector's last verdict.
 //! - `GET /v1/alerts`: alerts firing now, and recent history (ClickHouse `alerts`, else the
 //!   resolutions this process saw).
 //!
@@ -67,9 +68,15 @@ async fn slos(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     };
     let snap = state.snapshot.read().unwrap_or_else(|p| p.into_inner());
     let views: Vec<&SloView> = snap.views.iter().filter(|v| v.project == project).collect();
+    let cost: Vec<_> = snap
+        .cost_views
+        .iter()
+        .filter(|v| v.project == project)
+        .collect();
     Json(json!({
         "evaluated_at": snap.end_ms.map(rfc3339),
         "slos": views,
+        "cost": cost,
     }))
     .into_response()
 }
