@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use flywheel_collector::metrics as collector;
+use flywheel_detector::metrics as detector;
 use flywheel_ingester::metrics as ingester;
 
 /// Every metric name a service exports, with the suffixes Prometheus adds to histograms.
@@ -30,6 +31,25 @@ fn exported() -> BTreeSet<String> {
         ingester::DERIVED_SIGNALS,
         ingester::DERIVE_RUNS,
         ingester::DERIVE_ERRORS,
+        detector::EVENTS,
+        detector::UNATTRIBUTED,
+        detector::UNDECODABLE,
+        detector::NOTIFICATIONS,
+        detector::NOTIFICATIONS_DROPPED,
+        detector::DELIVERY_RETRIES,
+        detector::ALERTS_FIRING,
+        detector::SERIES,
+        detector::WATERMARK_LAG,
+        detector::EVALUATION,
+        detector::SLO_SLI,
+        detector::SLO_BUDGET,
+        detector::SLO_BURN,
+        detector::REBUILT_EVENTS,
+        detector::RESTORED_ALERTS,
+        detector::HISTORY_ERRORS,
+        detector::COST_BUDGET_RATIO,
+        detector::COST_SPEND_RATE,
+        detector::COST_CHANGE_CUSUM,
     ];
     let mut names = BTreeSet::new();
     for base in bases {

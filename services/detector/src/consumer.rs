@@ -410,6 +410,7 @@ impl Loop {
             );
         }
         crate::http::export_gauges(&self.metrics, self.engine.slos(), &t.views);
+        crate::http::export_cost_gauges(&self.metrics, &t.cost_views);
         let firing = self.engine.firing();
         for sev in ["page", "ticket"] {
             let n = firing

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::payload::rfc3339;
 use crate::alert::Alert;
 use crate::consumer::SharedSnapshot;
+use crate::cost::series::CostView;
 use crate::engine::SloView;
 use crate::metrics::Metrics;
 use crate::slo::Slo;
@@ -162,6 +163,35 @@ pub async fn serve(
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
     }))
+}
+
+/// Sets the per-policy cost gauges from the last evaluation: highest projected spend over
+/// budget and spend rate per spend policy, highest CUSUM per change policy (bounded by the file).
+pub fn export_cost_gauges(m: &Metrics, views: &[CostView]) {
+    let mut max: BTreeMap<(&str, &str), f64> = BTreeMap::new();
+    for v in views {
+        let name = v.policy.as_str();
+        let mut up = |gauge: &'static str, x: Option<f64>| {
+            if let Some(x) = x {
+                let e = max.entry((gauge, name)).or_insert(f64::MIN);
+                *e = e.max(x);
+            }
+        };
+        up(
+            "ratio",
+            v.projected_usd.zip(v.budget_usd).map(|(p, b)| p / b),
+        );
+        up("rate", v.rate_usd_per_hour);
+        up("cusum", v.cusum);
+    }
+    for ((gauge, name), x) in max {
+        let g = match gauge {
+            "ratio" => &m.cost_budget_ratio,
+            "rate" => &m.cost_spend_rate,
+            _ => &m.cost_change_cusum,
+        };
+        g.with_label_values(&[name]).set(x);
+    }
 }
 
 /// Sets the per-SLO gauges from the last evaluation: lowest SLI, lowest budget left and highest

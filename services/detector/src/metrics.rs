@@ -1,6 +1,7 @@
 //! Every metric the detector exports, by name, in one place. Labels stay bounded: kinds and
 //! outcomes are fixed sets, senders are the three kinds, and SLI gauges are per SLO (the worst
-//! key), so their count is the SLO file's size, not the traffic's.
+//! key), so their count is the SLO file's size, not the traffic's; cost gauges likewise per
+//! cost policy.
 
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -24,6 +25,9 @@ pub const SLO_BURN: &str = "flywheel_detector_slo_burn_rate_max";
 pub const REBUILT_EVENTS: &str = "flywheel_detector_rebuilt_events";
 pub const RESTORED_ALERTS: &str = "flywheel_detector_restored_alerts";
 pub const HISTORY_ERRORS: &str = "flywheel_detector_history_errors_total";
+pub const COST_BUDGET_RATIO: &str = "flywheel_detector_cost_projected_budget_ratio_max";
+pub const COST_SPEND_RATE: &str = "flywheel_detector_cost_spend_usd_per_hour_max";
+pub const COST_CHANGE_CUSUM: &str = "flywheel_detector_cost_change_cusum_max";
 
 /// Event kinds (the `kind` label).
 pub const KINDS: [&str; 3] = ["call", "feedback", "signal"];
@@ -72,6 +76,12 @@ pub struct Metrics {
     pub slo_burn: GaugeVec,
     /// Failed ClickHouse reads and writes (history, lookups), by operation.
     pub history_errors: IntCounterVec,
+    /// Highest projected spend over budget among the keys of a spend policy.
+    pub cost_budget_ratio: GaugeVec,
+    /// Highest spend rate (USD per hour over the lookback) among the keys of a spend policy.
+    pub cost_spend_rate: GaugeVec,
+    /// Highest CUSUM among the keys of a change policy (alerts above its decision threshold).
+    pub cost_change_cusum: GaugeVec,
     /// Stored calls, feedback and signals replayed at start-up.
     pub rebuilt_events: IntGauge,
     /// Firing alerts restored from history at start-up.
@@ -152,6 +162,27 @@ impl Metrics {
                 ),
                 &["operation"],
             )?,
+            cost_budget_ratio: GaugeVec::new(
+                Opts::new(
+                    COST_BUDGET_RATIO,
+                    "Highest projected spend / budget among keys, per spend policy.",
+                ),
+                &["policy"],
+            )?,
+            cost_spend_rate: GaugeVec::new(
+                Opts::new(
+                    COST_SPEND_RATE,
+                    "Highest spend rate (USD per hour over the lookback) among keys, per spend policy.",
+                ),
+                &["policy"],
+            )?,
+            cost_change_cusum: GaugeVec::new(
+                Opts::new(
+                    COST_CHANGE_CUSUM,
+                    "Highest CUSUM of cost or tokens per call among keys, per change policy.",
+                ),
+                &["policy"],
+            )?,
             rebuilt_events: IntGauge::new(
                 REBUILT_EVENTS,
                 "Stored calls, feedback and signals replayed at start-up.",
@@ -177,6 +208,9 @@ impl Metrics {
         registry.register(Box::new(m.slo_budget.clone()))?;
         registry.register(Box::new(m.slo_burn.clone()))?;
         registry.register(Box::new(m.history_errors.clone()))?;
+        registry.register(Box::new(m.cost_budget_ratio.clone()))?;
+        registry.register(Box::new(m.cost_spend_rate.clone()))?;
+        registry.register(Box::new(m.cost_change_cusum.clone()))?;
         for kind in KINDS {
             for outcome in OUTCOMES {
                 m.events.with_label_values(&[kind, outcome]);
