@@ -47,6 +47,7 @@ fn exported() -> BTreeSet<String> {
         detector::REBUILT_EVENTS,
         detector::RESTORED_ALERTS,
         detector::HISTORY_ERRORS,
+        detector::SLO_LATENCY_P99,
         detector::COST_BUDGET_RATIO,
         detector::COST_SPEND_RATE,
         detector::COST_CHANGE_CUSUM,

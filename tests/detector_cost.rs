@@ -3,7 +3,8 @@
 //! table, and
 //! - a prompt-length blow-up on one model (input tokens x8) raises a cost-per-call change
 //!   alert for that model only, heard by the webhook and listed by Alertmanager;
-//! - a daily budget the traffic overspends raises a spend-rate alert.
+//! - a daily budget the traffic overspends raises a spend-rate alert;
+//! - `GET /v1/slos` shows latency quantiles per key from the sketches.
 //!
 //! Event time is the wall clock (calls are produced as they happen); the change policy judges
 //! 2 s intervals against a 40 s baseline so the test takes tens of seconds. Timeouts are upper
@@ -192,6 +193,28 @@ async fn a_prompt_blow_up_and_an_overspent_budget_alert() {
     wait("Alertmanager lists it", || {
         !am.alerts_of("cost-per-call-test").is_empty()
     });
+
+    // Latency quantiles from the sketches, once a whole minute of calls closed: every call
+    // lasts 300 ms (DDSketch: within 1%).
+    let deadline = std::time::Instant::now() + PROGRESS;
+    let latency = loop {
+        let v = slos(&detector).await;
+        let found = v["latency"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["model"] == "gpt-4o")
+            .cloned();
+        if let Some(l) = found {
+            break l;
+        }
+        assert!(std::time::Instant::now() < deadline, "no latency view: {v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    for q in ["p50", "p90", "p99"] {
+        let got = latency["duration_ms"][q].as_f64().unwrap();
+        assert!((297.0..=303.0).contains(&got), "{q}: {latency}");
+    }
     traffic.stop().await;
     let alerts = change_alerts(&hook);
     assert!(

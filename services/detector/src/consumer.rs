@@ -32,6 +32,7 @@ pub struct Snapshot {
     pub end_ms: Option<i64>,
     pub views: Vec<SloView>,
     pub cost_views: Vec<crate::cost::series::CostView>,
+    pub latency_views: Vec<crate::latency::LatencyView>,
     pub firing: Vec<Alert>,
     pub recent: Vec<Outgoing>,
 }
@@ -411,6 +412,7 @@ impl Loop {
         }
         crate::http::export_gauges(&self.metrics, self.engine.slos(), &t.views);
         crate::http::export_cost_gauges(&self.metrics, &t.cost_views);
+        crate::http::export_latency_gauges(&self.metrics, self.engine.slos(), &t.latency_views);
         let firing = self.engine.firing();
         for sev in ["page", "ticket"] {
             let n = firing
@@ -424,6 +426,7 @@ impl Loop {
             end_ms: t.end_ms,
             views: t.views,
             cost_views: t.cost_views,
+            latency_views: t.latency_views,
             firing,
             recent: self.engine.recent.iter().cloned().collect(),
         };

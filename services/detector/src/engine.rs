@@ -17,6 +17,7 @@ use crate::alert::{self, Alert, Evidence, Fingerprint, Notify, Observation, Trac
 use crate::burn::RuleEval;
 use crate::cost::series::{CostState, CostView};
 use crate::join::{Joins, Subject};
+use crate::latency::{Latency, LatencyView};
 use crate::sli::{self, FeedbackValue};
 use crate::slo::{CostPolicy, Dur, Severity, Slo};
 use crate::window::{Counts, Outcome, WindowConfig, WindowError, WindowStore};
@@ -90,6 +91,7 @@ pub struct Tick {
     pub outgoing: Vec<Outgoing>,
     pub views: Vec<SloView>,
     pub cost_views: Vec<CostView>,
+    pub latency_views: Vec<LatencyView>,
 }
 
 /// Engine settings besides the SLOs.
@@ -108,6 +110,7 @@ pub struct Engine {
     tracker: Tracker,
     joins: Joins,
     cost: CostState,
+    latency: Latency,
     announced: HashSet<Fingerprint>,
     /// Firing alerts from history or from before a rebalance, restored into the tracker when
     /// their series is next evaluated here (so only their owner keeps them).
@@ -145,6 +148,7 @@ impl Engine {
             tracker: Tracker::new(cfg.resend_interval),
             joins: Joins::new(cfg.join_capacity),
             cost: CostState::default(),
+            latency: Latency::new(cfg.window.max_keys),
             announced: HashSet::new(),
             dormant: HashMap::new(),
             recent: VecDeque::new(),
@@ -179,6 +183,7 @@ impl Engine {
     /// Counts a call's outcome for every SLO that selects `key`.
     pub fn record_call(&mut self, key: &SliKey, ts_ms: i64, event: &sli::CallEvent) -> Tally {
         let t = self.record_each(key, ts_ms, |s| sli::call_counts(s, event));
+        self.latency.record(key, ts_ms, event);
         if !self.cost.is_empty() {
             if self.store.watermark().is_some_and(|w| ts_ms < w) {
                 self.cost.late += 1;
@@ -278,10 +283,11 @@ impl Engine {
     /// Series held, and events dropped as late or over the key cap since start.
     pub fn store_stats(&self) -> (usize, u64, u64) {
         let (late, overflow) = self.store.dropped();
+        let (sketch_overflow, sketch_late) = self.latency.dropped();
         (
             self.store.len(),
-            late + self.cost.late,
-            overflow + self.cost.overflow,
+            late + self.cost.late + sketch_late,
+            overflow + self.cost.overflow + sketch_overflow,
         )
     }
 
@@ -386,6 +392,7 @@ impl Engine {
             }
             out.cost_views.push(c.view);
         }
+        out.latency_views = self.latency.views(end);
         // Series that disappeared (evicted) resolve after the longest window.
         for n in self
             .tracker

@@ -3,7 +3,8 @@
 //!
 //! - `GET /v1/slos`: per SLO and key, the SLI over the SLO window, each rule's burn rates and
 //!   the error budget left (the last evaluation's snapshot); under `cost`, per cost policy and
-//!   key, the spend projection or the change detector's last verdict.
+//!   key, the spend projection or the change detector's last verdict; under `latency`, per
+//!   key, p50 / p90 / p99 of duration, TTFT and TPOT over the last 5 minutes.
 //! - `GET /v1/alerts`: alerts firing now, and recent history (ClickHouse `alerts`, else the
 //!   resolutions this process saw).
 //!
@@ -27,8 +28,9 @@ use crate::alert::Alert;
 use crate::consumer::SharedSnapshot;
 use crate::cost::series::CostView;
 use crate::engine::SloView;
+use crate::latency::LatencyView;
 use crate::metrics::Metrics;
-use crate::slo::Slo;
+use crate::slo::{LatencyMetric, Slo};
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -74,10 +76,16 @@ async fn slos(State(state): State<ApiState>, headers: HeaderMap) -> Response {
         .iter()
         .filter(|v| v.project == project)
         .collect();
+    let latency: Vec<_> = snap
+        .latency_views
+        .iter()
+        .filter(|v| v.project == project)
+        .collect();
     Json(json!({
         "evaluated_at": snap.end_ms.map(rfc3339),
         "slos": views,
         "cost": cost,
+        "latency": latency,
     }))
     .into_response()
 }
@@ -163,6 +171,38 @@ pub async fn serve(
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
     }))
+}
+
+/// Sets the per-SLO p99 gauges of latency SLOs: the highest p99 of the SLO's metric among the
+/// keys it selects (bounded by the SLO file).
+pub fn export_latency_gauges(m: &Metrics, slos: &[Slo], views: &[LatencyView]) {
+    for slo in slos {
+        let crate::slo::Sli::Latency(l) = &slo.sli else {
+            continue;
+        };
+        let p99 = views
+            .iter()
+            .filter(|v| {
+                slo.selector.matches(&crate::SliKey {
+                    project: v.project.clone(),
+                    service: v.service.clone(),
+                    model: v.model.clone(),
+                    operation: v.operation.clone(),
+                })
+            })
+            .filter_map(|v| match l.metric {
+                LatencyMetric::Duration => v.duration_ms,
+                LatencyMetric::Ttft => v.ttft_ms,
+                LatencyMetric::Tpot => v.tpot_ms,
+            })
+            .map(|q| q.p99)
+            .reduce(f64::max);
+        if let Some(p) = p99 {
+            m.slo_latency_p99
+                .with_label_values(&[&slo.name.value])
+                .set(p);
+        }
+    }
 }
 
 /// Sets the per-policy cost gauges from the last evaluation: highest projected spend over

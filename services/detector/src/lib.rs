@@ -88,6 +88,7 @@ pub mod history;
 pub mod http;
 pub mod join;
 pub mod keyed;
+pub mod latency;
 pub mod metrics;
 mod run;
 pub mod sender;

@@ -25,6 +25,7 @@ pub const SLO_BURN: &str = "flywheel_detector_slo_burn_rate_max";
 pub const REBUILT_EVENTS: &str = "flywheel_detector_rebuilt_events";
 pub const RESTORED_ALERTS: &str = "flywheel_detector_restored_alerts";
 pub const HISTORY_ERRORS: &str = "flywheel_detector_history_errors_total";
+pub const SLO_LATENCY_P99: &str = "flywheel_detector_slo_latency_p99_max_ms";
 pub const COST_BUDGET_RATIO: &str = "flywheel_detector_cost_projected_budget_ratio_max";
 pub const COST_SPEND_RATE: &str = "flywheel_detector_cost_spend_usd_per_hour_max";
 pub const COST_CHANGE_CUSUM: &str = "flywheel_detector_cost_change_cusum_max";
@@ -76,6 +77,8 @@ pub struct Metrics {
     pub slo_burn: GaugeVec,
     /// Failed ClickHouse reads and writes (history, lookups), by operation.
     pub history_errors: IntCounterVec,
+    /// Highest p99 (last 5 min) of a latency SLO's metric among its keys, in ms.
+    pub slo_latency_p99: GaugeVec,
     /// Highest projected spend over budget among the keys of a spend policy.
     pub cost_budget_ratio: GaugeVec,
     /// Highest spend rate (USD per hour over the lookback) among the keys of a spend policy.
@@ -162,6 +165,13 @@ impl Metrics {
                 ),
                 &["operation"],
             )?,
+            slo_latency_p99: GaugeVec::new(
+                Opts::new(
+                    SLO_LATENCY_P99,
+                    "Highest p99 over the last 5 minutes of a latency SLO's metric among its keys (ms).",
+                ),
+                &["slo"],
+            )?,
             cost_budget_ratio: GaugeVec::new(
                 Opts::new(
                     COST_BUDGET_RATIO,
@@ -208,6 +218,7 @@ impl Metrics {
         registry.register(Box::new(m.slo_budget.clone()))?;
         registry.register(Box::new(m.slo_burn.clone()))?;
         registry.register(Box::new(m.history_errors.clone()))?;
+        registry.register(Box::new(m.slo_latency_p99.clone()))?;
         registry.register(Box::new(m.cost_budget_ratio.clone()))?;
         registry.register(Box::new(m.cost_spend_rate.clone()))?;
         registry.register(Box::new(m.cost_change_cusum.clone()))?;

@@ -68,7 +68,7 @@ impl<K> std::fmt::Debug for LatencySketches<K> {
 }
 
 /// Quantiles of a window.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Quantiles {
     pub count: u64,
     pub p50: f64,
@@ -118,6 +118,11 @@ impl<K: Hash + Eq + Clone> LatencySketches<K> {
             }
         }
         Outcome::Counted
+    }
+
+    /// Every key held.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.keys.keys()
     }
 
     /// Values refused for the key cap, and as older than the ring.

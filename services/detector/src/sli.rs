@@ -32,7 +32,8 @@ pub struct CallEvent {
 }
 
 impl CallEvent {
-    fn metric(&self, m: LatencyMetric) -> Option<f64> {
+    /// The value of `m` by the conventions above (no TTFT: the duration; TPOT may be missing).
+    pub fn metric(&self, m: LatencyMetric) -> Option<f64> {
         match m {
             LatencyMetric::Duration => Some(self.duration_ms),
             LatencyMetric::Ttft => Some(self.ttft_ms.unwrap_or(self.duration_ms)),
