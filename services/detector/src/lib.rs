@@ -14,7 +14,7 @@
 //! |---|---|
 //! | [`config`] | `[detector]` section |
 //! | [`consumer`] | the loop: Kafka -> engine -> senders, history, snapshot |
-//! | [`extract`] | model calls of an OTLP span message |
+//! | [`extract`] | model calls of an OTLP span message (with tokens and cost, priced by `flywheel-pricing`) |
 //! | [`join`] | bounded maps from trace / span / conversation ids to SLI keys |
 //! | [`keyed`] | scale-out: SLI events re-keyed through a topic, one owner per key |
 //! | [`engine`] | window store, tracker and evaluation, no I/O |
@@ -26,9 +26,10 @@
 //! | [`window`] | event-time bucketed counters per key: watermark, bounded lateness, bounded memory, mergeable |
 //! | [`sli`] | what a call, feedback item or signal adds to each SLI; an SLO's status for a key |
 //! | [`burn`] | burn rate, budget remaining, multiwindow rules, minimum detection time, hysteresis |
-//! | [`cost`] | spend-rate projection against a budget; change detection of cost / tokens per call |
+//! | [`cost`] | spend-rate projection against a budget; change detection of cost / tokens per call; [`cost::series`]: the cost policies' state per key in the running engine |
 //! | [`alert`] | alert state machine and the Alertmanager v2, Alertmanager webhook and Slack bodies |
 //! | [`sketch`] | latency quantiles per key from mergeable DDSketches |
+//! | [`latency`] | the sketches fed with every call's duration, TTFT and TPOT per key; p50 / p90 / p99 for `GET /v1/slos` |
 //!
 //! # Event time
 //!
