@@ -206,6 +206,8 @@ impl Engine {
     /// parked until their series shows up again.
     pub fn reset(&mut self) -> Result<(), WindowError> {
         self.store = WindowStore::new(self.cfg.window.clone())?;
+        self.cost.reset();
+        self.latency = Latency::new(self.cfg.window.max_keys);
         for (a, last_sent) in self.tracker.take_firing() {
             self.park(a, last_sent);
         }

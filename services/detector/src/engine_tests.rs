@@ -151,3 +151,51 @@ fn feedback_joins_to_the_call_key() {
         Tally::default()
     );
 }
+
+#[test]
+fn a_spend_policy_alerts_through_the_tracker_without_any_slo() {
+    let file = parse(
+        "cost_policies:\n  - name: tiny\n    selector: { project: p }\n    \
+         spend: { period: day, budget_usd: 1, lookback: 1m }\n",
+    )
+    .unwrap();
+    let policies = file.cost_policies.into_iter().map(|c| c.value).collect();
+    let mut e = Engine::new(
+        Vec::new(),
+        EngineConfig {
+            window: WindowConfig {
+                lateness: Dur::secs(1),
+                ..WindowConfig::default()
+            },
+            resend_interval: Dur::secs(30),
+            join_capacity: 100,
+            idle_advance_ms: 0,
+            api_url: "http://api".into(),
+        },
+    )
+    .unwrap()
+    .with_cost_policies(policies);
+    let mut fired = Vec::new();
+    // $0.25 a second: spent alone passes the $1 budget after 4 s (plus the bucket closing).
+    for s in 0..30 {
+        let mut c = call(s * 1000, false);
+        c.event.cost_usd = Some(0.25);
+        e.call(&c);
+        let t = e.tick(0);
+        assert_eq!(t.cost_views.len(), usize::from(t.end_ms.is_some()));
+        fired.extend(t.outgoing.into_iter().map(|o| (s, o)));
+    }
+    assert_eq!(fired.len(), 1, "one announcement, no resend yet: {fired:?}");
+    let (s, o) = &fired[0];
+    assert!(o.announce && matches!(o.notify, Notify::Firing(_)));
+    // Evaluated at 10 s boundaries: the 10 s bucket holds $2.50 once it closes at 11 s.
+    assert_eq!(*s, 11);
+    let labels = &o.alert().labels;
+    assert_eq!(labels["alertname"], alert::ALERTNAME_SPEND);
+    assert_eq!(
+        (labels["slo"].as_str(), labels["project"].as_str()),
+        ("tiny", "p")
+    );
+    assert_eq!(labels["model"], "", "the selector pins no model");
+    assert_eq!(o.slo, "tiny");
+}

@@ -249,6 +249,12 @@ impl CostState {
         }
     }
 
+    /// Forgets every series (a rebalance: the owned keys are replayed).
+    pub fn reset(&mut self) {
+        self.spend.clear();
+        self.change.clear();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.policies.is_empty()
     }
