@@ -1,5 +1,5 @@
 //! `flywheel loadgen` against the real binary in `all` mode (collector + ingester) on the
-//! real broker and ClickHouse engine: twenty simulated minutes at 120x (10 s), then every call
+//! real broker and ClickHouse engine: twenty simulated minutes at 30x (40 s), then every call
 //! is in `llm_calls` with TTFT, TPOT and cost, the ingester's derived signals find the
 //! regenerations and stopped streams loadgen simulated, and every feedback item and signal
 //! posted is in `feedback` / `signals`, attached to a stored call.
@@ -14,6 +14,9 @@ use common::{kafka_brokers, Collector};
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One loadgen run at a time (see `loadgen`).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Spans only (the regenerate and stop rules are checked on the spans alone).
 const SPANS_ONLY: &str = r#"
@@ -54,8 +57,10 @@ fn loadgen(
         .arg("loadgen")
         .arg("--scenario")
         .arg(&scenario)
-        // 120x: about 700 spans/s, gentle on a broker shared with other tests.
-        .args(["--endpoint", &collector.http, "--speedup", "120"])
+        // 30x: about 180 spans/s. Faster runs, two at once, starved the local tansu on 2 cores
+        // until deliveries timed out, and tansu 0.6 (sqlite) wedges when an idempotent
+        // producer then bumps its epoch (docs/notes/2026-11-28-session-2.md).
+        .args(["--endpoint", &collector.http, "--speedup", "30"])
         .arg("--ground-truth")
         .arg(&truth)
         .args(extra)
@@ -78,6 +83,7 @@ fn loadgen(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn loadgen_traffic_lands_in_llm_calls_with_ttft_tpot_and_cost() {
+    let _serial = SERIAL.lock().await;
     let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
     let env = p.env();
     let c = Collector::spawn_command("all", &kafka_brokers(), &p.env_with(&env, &[]));
@@ -168,6 +174,7 @@ async fn loadgen_traffic_lands_in_llm_calls_with_ttft_tpot_and_cost() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn loadgen_feedback_and_signals_land_attached_to_their_calls() {
+    let _serial = SERIAL.lock().await;
     let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
     let env = p.env();
     let c = Collector::spawn_command("all", &kafka_brokers(), &p.env_with(&env, &[]));
