@@ -9,9 +9,9 @@
 #     gaps) against SLOs with scaled-down windows (one page rule over 30 s / 10 s). Per
 #     incident: detection = first alert (wall) - incident start (wall), beside the theoretical
 #     minimum of the policy (burn.rs `rule_detection_time`) and the overhead between them.
-#  2. Simulated clock: tools/loadgen/scenarios/clean-7d.toml (7 days of clean traffic ending
-#     now, flat out) against the same SLOs with production windows (the SRE workbook policy):
-#     every alert is a false one.
+#  2. Simulated clock: bench/mttd/clean-7d.toml (tools/loadgen/scenarios/clean-7d.toml with every
+#     client streaming: 7 days of clean traffic ending now, flat out) against the same SLOs
+#     with production windows (the SRE workbook policy): every alert is a false one.
 #
 # usage: bench/mttd.sh [realtime|clean|all]   (default all; about 7 + 5 minutes)
 set -euo pipefail
@@ -41,35 +41,35 @@ slos:
     sli: availability
     objective: 0.99
     window: 30d
-$(sed 's/@F@/10/' <<<"$rules")
+$(sed 's/@F@/10/; s/@M@/3/' <<<"$rules")
   - name: ttft
     selector: { project: default }
     sli:
       latency: { metric: ttft, threshold: 2s }
     objective: 0.98
     window: 30d
-$(sed 's/@F@/5/' <<<"$rules")
+$(sed 's/@F@/5/; s/@M@/3/' <<<"$rules")
   - name: thumbs-down
     selector: { project: default }
     sli:
       negative_feedback: { name: thumbs, negative: { boolean: false } }
     objective: 0.8
     window: 7d
-$(sed 's/@F@/1.5/' <<<"$rules")
+$(sed 's/@F@/1.5/; s/@M@/8/' <<<"$rules")
   - name: regenerate
     selector: { project: default }
     sli:
       signal: { signal: regenerate }
     objective: 0.9
     window: 7d
-$(sed 's/@F@/1.5/' <<<"$rules")
+$(sed 's/@F@/1.5/; s/@M@/3/' <<<"$rules")
   - name: goodput
     selector: { project: default }
     sli:
       goodput: { ttft: 2s, tpot: 50ms }
     objective: 0.95
     window: 30d
-$(sed 's/@F@/5/' <<<"$rules")
+$(sed 's/@F@/5/; s/@M@/3/' <<<"$rules")
 YAML
 }
 
@@ -116,7 +116,7 @@ if [ "$part" = all ] || [ "$part" = realtime ]; then
   rules='    alerting:
       windows:
         - { long: 30s, short: 10s, burn_rate: @F@, severity: page }
-      min_events: 3
+      min_events: @M@ # 8 for thumbs-down: few thumbs per 10 s per model
       resolve_below: 0.5
       resolve_for: 10s'
   slo_file "$rules" >"$out/slos-rt.yaml"
@@ -139,9 +139,9 @@ if [ "$part" = all ] || [ "$part" = clean ]; then
   # production windows and the workbook's factors (14.4 / 6 / 1) whatever @F@ was
   slo_file "$rules" | sed -E 's/burn_rate: [0-9.]+x/burn_rate: /' >"$out/slos-clean.yaml"
   start "$id" "$PWD/$out/slos-clean.yaml" 30000 60000
-  echo "== simulated clock: tools/loadgen/scenarios/clean-7d.toml, workbook policy (14.4x 1h/5m, 6x 6h/30m page; 1x 3d/6h ticket)"
+  echo "== simulated clock: bench/mttd/clean-7d.toml, workbook policy (14.4x 1h/5m, 6x 6h/30m page; 1x 3d/6h ticket)"
   t0=$(date +%s)
-  "$bin" loadgen --scenario tools/loadgen/scenarios/clean-7d.toml --speedup max --endpoint http://127.0.0.1:14318 \
+  "$bin" loadgen --scenario bench/mttd/clean-7d.toml --speedup max --endpoint http://127.0.0.1:14318 \
     --ground-truth "$out/truth-clean.jsonl" >"$out/loadgen-clean.log" 2>&1 || { echo "loadgen failed:"; tail "$out/loadgen-clean.log"; }
   echo "loadgen: $(( $(date +%s) - t0 )) s wall for 7 simulated days"
   # wait until the detector has caught up with the topic (no new counted events for 10 s)
