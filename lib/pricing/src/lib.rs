@@ -80,9 +80,9 @@ impl Price {
 /// The model key shared with the detector (`flywheel_core::genai`).
 pub use flywheel_core::genai::normalize_model;
 
-/// Span attributes of the price lookup and the token counts, by precedence (the newest
-/// OpenTelemetry GenAI name first, then deprecated names, OpenLLMetry's, OpenInference's; the
-/// first one present wins).
+/// GenAI span attribute names by precedence (the newest OpenTelemetry GenAI name first, then
+/// deprecated names, OpenLLMetry's, OpenInference's; the first one present wins): what the
+/// ingester maps into `llm_calls` and the detector reads live, from one list so they agree.
 pub mod attrs {
     pub const PROVIDER: &[&str] = &[
         "gen_ai.provider.name",
@@ -116,6 +116,40 @@ pub mod attrs {
         "gen_ai.usage.reasoning_tokens",
         "llm.usage.reasoning_tokens",
         "llm.token_count.completion_details.reasoning",
+    ];
+    pub const OPERATION: &[&str] = &["gen_ai.operation.name", "llm.request.type"];
+    pub const REQUEST_MODEL: &[&str] = &[
+        "gen_ai.request.model",
+        "llm.request.model_name",
+        "llm.model_name",
+    ];
+    pub const RESPONSE_MODEL: &[&str] = &[
+        "gen_ai.response.model",
+        "llm.response.model_name",
+        "llm.model_name",
+    ];
+    pub const CONVERSATION: &[&str] = &[
+        "gen_ai.conversation.id",
+        "session.id",
+        "traceloop.association.properties.session_id",
+        "traceloop.association.properties.conversation_id",
+        "traceloop.association.properties.chat_id",
+    ];
+    /// Span events whose first occurrence marks the first streamed token.
+    pub const FIRST_CHUNK_EVENTS: &[&str] = &[
+        "gen_ai.content.completion.chunk",
+        "llm.content.completion.chunk",
+        "First Token Stream Event",
+    ];
+    /// Operations that are model calls (agent, tool and workflow spans are not).
+    pub const MODEL_CALL_OPERATIONS: &[&str] = &[
+        "chat",
+        "text_completion",
+        "generate_content",
+        "embeddings",
+        "completion",
+        "embedding",
+        "rerank",
     ];
 }
 

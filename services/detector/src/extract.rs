@@ -12,7 +12,8 @@
 
 use flywheel_core::genai::normalize_model;
 use flywheel_pricing::attrs::{
-    CACHE_READ, CACHE_WRITE, INPUT_TOKENS, OUTPUT_TOKENS, PROVIDER, REASONING,
+    CACHE_READ, CACHE_WRITE, CONVERSATION, FIRST_CHUNK_EVENTS, INPUT_TOKENS, MODEL_CALL_OPERATIONS,
+    OPERATION, OUTPUT_TOKENS, PROVIDER, REASONING, REQUEST_MODEL, RESPONSE_MODEL,
 };
 use flywheel_pricing::{PriceTable, Usage};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -21,39 +22,6 @@ use opentelemetry_proto::tonic::trace::v1::{status::StatusCode, Span};
 
 use crate::sli::CallEvent;
 use crate::SliKey;
-
-const OPERATION: &[&str] = &["gen_ai.operation.name", "llm.request.type"];
-const REQUEST_MODEL: &[&str] = &[
-    "gen_ai.request.model",
-    "llm.request.model_name",
-    "llm.model_name",
-];
-const RESPONSE_MODEL: &[&str] = &[
-    "gen_ai.response.model",
-    "llm.response.model_name",
-    "llm.model_name",
-];
-const CONVERSATION: &[&str] = &[
-    "gen_ai.conversation.id",
-    "session.id",
-    "traceloop.association.properties.session_id",
-    "traceloop.association.properties.conversation_id",
-    "traceloop.association.properties.chat_id",
-];
-const FIRST_CHUNK_EVENTS: &[&str] = &[
-    "gen_ai.content.completion.chunk",
-    "llm.content.completion.chunk",
-    "First Token Stream Event",
-];
-const MODEL_CALL_OPERATIONS: &[&str] = &[
-    "chat",
-    "text_completion",
-    "generate_content",
-    "embeddings",
-    "completion",
-    "embedding",
-    "rerank",
-];
 
 /// One model call as the detector sees it.
 #[derive(Debug, Clone, PartialEq)]

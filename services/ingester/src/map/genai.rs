@@ -11,21 +11,11 @@ use serde_json::{json, Map, Value as Json};
 use super::value::{as_string, Attrs};
 use crate::pricing::{normalize_model, PriceTable, Usage};
 use flywheel_pricing::attrs::{
-    CACHE_READ, CACHE_WRITE, INPUT_TOKENS, OUTPUT_TOKENS, PROVIDER, REASONING,
+    CACHE_READ, CACHE_WRITE, CONVERSATION, FIRST_CHUNK_EVENTS, INPUT_TOKENS, MODEL_CALL_OPERATIONS,
+    OPERATION, OUTPUT_TOKENS, PROVIDER, REASONING, REQUEST_MODEL, RESPONSE_MODEL,
 };
 use flywheel_schema::rows::LlmCallRow;
 
-const OPERATION: &[&str] = &["gen_ai.operation.name", "llm.request.type"];
-const REQUEST_MODEL: &[&str] = &[
-    "gen_ai.request.model",
-    "llm.request.model_name",
-    "llm.model_name",
-];
-const RESPONSE_MODEL: &[&str] = &[
-    "gen_ai.response.model",
-    "llm.response.model_name",
-    "llm.model_name",
-];
 const STREAMING: &[&str] = &[
     "gen_ai.request.stream",
     "gen_ai.is_streaming",
@@ -37,35 +27,12 @@ const FINISH: &[&str] = &[
     "llm.response.finish_reason",
     "llm.response.stop_reason",
 ];
-const CONVERSATION: &[&str] = &[
-    "gen_ai.conversation.id",
-    "session.id",
-    "traceloop.association.properties.session_id",
-    "traceloop.association.properties.conversation_id",
-    "traceloop.association.properties.chat_id",
-];
 const USER: &[&str] = &[
     "user.id",
     "enduser.id",
     "gen_ai.user",
     "llm.user",
     "traceloop.association.properties.user_id",
-];
-/// Span events whose first occurrence marks the first streamed token.
-const FIRST_CHUNK_EVENTS: &[&str] = &[
-    "gen_ai.content.completion.chunk",
-    "llm.content.completion.chunk",
-    "First Token Stream Event",
-];
-/// Operations that are model calls (agent, tool and workflow spans are not).
-const MODEL_CALL_OPERATIONS: &[&str] = &[
-    "chat",
-    "text_completion",
-    "generate_content",
-    "embeddings",
-    "completion",
-    "embedding",
-    "rerank",
 ];
 /// Request parameters copied into `request_params`, by their name there.
 const PARAMS: &[(&str, &[&str])] = &[
