@@ -3,11 +3,21 @@
 //! signals and calls [`Engine::tick`] every evaluation interval; what comes out goes to the
 //! senders, the alert history and the HTTP snapshot.
 //!
-//! Clock: windows and the alert tracker run on event time. A tick evaluates windows ending at
-//! the store's closed end (the watermark rounded down to a 10 s bucket), so decisions are final
-//! and a replay decides the same. Without newer events, event time is advanced to the wall clock
-//! minus `idle_advance` so windows keep moving when traffic stops. Only Alertmanager's `endsAt`
-//! of firing alerts uses the wall clock (it is Alertmanager's clock that expires them).
+//! Clock: windows and the alert tracker run on event time (a call's end: when its outcome is
+//! known and its span exported). A tick evaluates SLO windows ending at the store's **open
+//! end**, the end of the 1 s bucket holding the newest event, so every event seen so far
+//! counts at once: detection waits for no watermark (adr/0008, "Detection latency"). Late
+//! events (within the lateness) still land in their bucket and count from the next tick on.
+//! While a topic is being replayed (keyed mode after a rebalance) ticks use the closed end (the
+//! watermark rounded down to a bucket) instead, so a half-replayed window decides nothing.
+//! Cost policies and latency quantiles judge closed buckets: their per-interval statistics
+//! need complete intervals.
+//!
+//! When no event at all has arrived for `idle_advance` of wall time, event time follows the
+//! wall clock minus `idle_advance`, so windows keep moving when traffic stops (alerts resolve,
+//! firing ones are re-sent); a consumer that is catching up keeps receiving events and is never
+//! pushed ahead of them. Only Alertmanager's `endsAt` of firing alerts uses the wall clock (it
+//! is Alertmanager's clock that expires them).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -119,6 +129,11 @@ pub struct Engine {
     /// Resolved alerts kept for `GET /v1/alerts`.
     pub recent: VecDeque<Outgoing>,
     ticks: u64,
+    /// Events recorded (counted or not) since start, and that count with the wall clock when
+    /// a tick first saw it: idleness for `idle_advance_ms`.
+    events: u64,
+    last_progress: Option<(u64, i64)>,
+    replaying: bool,
 }
 
 /// How the events of one call, feedback item or signal were counted.
@@ -153,6 +168,9 @@ impl Engine {
             dormant: HashMap::new(),
             recent: VecDeque::new(),
             ticks: 0,
+            events: 0,
+            last_progress: None,
+            replaying: false,
             slos,
             cfg,
         })
@@ -217,6 +235,7 @@ impl Engine {
     /// While replaying a topic, accept events as late as the finest tier allows; then back
     /// to the configured lateness.
     pub fn set_replaying(&mut self, on: bool) {
+        self.replaying = on;
         let lateness = if on {
             self.cfg.window.max_window()
         } else {
@@ -258,6 +277,7 @@ impl Engine {
         ts_ms: i64,
         f: impl Fn(&crate::slo::Sli) -> Option<Counts>,
     ) -> Tally {
+        self.events += 1;
         let mut t = Tally::default();
         for (i, slo) in self.slos.iter().enumerate() {
             if !slo.selector.matches(key) {
@@ -299,14 +319,17 @@ impl Engine {
 
     /// Evaluates every series at the closed end of event time.
     pub fn tick(&mut self, wall_ms: i64) -> Tick {
-        if self.cfg.idle_advance_ms > 0 && self.store.max_event_time().is_some() {
-            self.store.advance_to(wall_ms - self.cfg.idle_advance_ms);
-        }
+        self.advance_if_idle(wall_ms);
         self.ticks += 1;
         if self.ticks.is_multiple_of(600) {
             self.store.evict_idle();
         }
-        let Some(end) = self.store.closed_end() else {
+        let end = if self.replaying {
+            self.store.closed_end()
+        } else {
+            self.store.open_end()
+        };
+        let (Some(end), Some(closed)) = (end, self.store.closed_end()) else {
             return Tick::default();
         };
         let mut out = Tick {
@@ -365,7 +388,7 @@ impl Engine {
             }
             out.views.push(view(slo, key, &st));
         }
-        for c in self.cost.evaluate(end) {
+        for c in self.cost.evaluate(closed) {
             if let Some((a, last_sent)) = self.dormant.remove(&alert::fingerprint(&c.labels)) {
                 self.announced.insert(a.fingerprint);
                 self.tracker.restore(a, last_sent);
@@ -379,7 +402,7 @@ impl Engine {
                 factor: c.factor,
                 policy: self.cost.alert_policy(),
             };
-            if let Some(n) = self.tracker.observe(end, obs) {
+            if let Some(n) = self.tracker.observe(closed, obs) {
                 out.outgoing.push(Outgoing {
                     announce: false,
                     notify: n,
@@ -389,12 +412,12 @@ impl Engine {
                     short_burn: Some(c.score),
                     sli: Some(c.value),
                     budget_remaining: c.budget_remaining,
-                    event_ms: end,
+                    event_ms: closed,
                 });
             }
             out.cost_views.push(c.view);
         }
-        out.latency_views = self.latency.views(end);
+        out.latency_views = self.latency.views(closed);
         // Series that disappeared (evicted) resolve after the longest window.
         for n in self
             .tracker
@@ -436,6 +459,24 @@ impl Engine {
             }
         }
         out
+    }
+}
+
+impl Engine {
+    /// After `idle_advance_ms` of wall time without a single event, event time follows the wall
+    /// clock minus `idle_advance_ms`.
+    fn advance_if_idle(&mut self, wall_ms: i64) {
+        let since = match self.last_progress {
+            Some((n, since)) if n == self.events => since,
+            _ => {
+                self.last_progress = Some((self.events, wall_ms));
+                return;
+            }
+        };
+        let idle = self.cfg.idle_advance_ms;
+        if idle > 0 && self.store.max_event_time().is_some() && wall_ms - since >= idle {
+            self.store.advance_to(wall_ms - idle);
+        }
     }
 }
 

@@ -150,7 +150,11 @@ pub fn call(project: &str, service: &str, span: &Span, prices: &PriceTable) -> O
             model,
             operation,
         },
-        ts_ms: i64::try_from(span.start_time_unix_nano / 1_000_000).unwrap_or(i64::MAX),
+        // Event time is the call's end: when its outcome is known and its span is exported, so
+        // events arrive in event-time order however long calls take (a start time would make
+        // every long call late).
+        ts_ms: i64::try_from(span.end_time_unix_nano.max(span.start_time_unix_nano) / 1_000_000)
+            .unwrap_or(i64::MAX),
         event: CallEvent {
             error,
             duration_ms: duration_ns as f64 / 1e6,
@@ -229,7 +233,7 @@ mod tests {
         let prices = PriceTable::load(None).unwrap();
         let c = call("p", "svc", &span, &prices).unwrap();
         assert_eq!(c.key.model, "gpt-4o");
-        assert_eq!((c.key.operation.as_str(), c.ts_ms), ("chat", 1000));
+        assert_eq!((c.key.operation.as_str(), c.ts_ms), ("chat", 3000));
         assert!(c.event.error);
         assert_eq!(c.event.duration_ms, 2000.0);
         assert_eq!(c.event.ttft_ms, Some(500.0));

@@ -183,7 +183,8 @@ pub async fn stored_events(
 ) -> clickhouse::error::Result<Vec<(i64, Stored)>> {
     let calls: Vec<CallRow> = client
         .query(
-            "SELECT toInt64(toUnixTimestamp64Milli(timestamp)) AS ts, project, service, model, \
+            "SELECT toInt64(toUnixTimestamp64Milli(timestamp)) + toInt64(intDiv(duration_ns, 1000000)) AS ts, \
+             project, service, model, \
              operation, status_code, duration_ns, ttft_ms, tpot_ms, cost_usd, \
              if(isNull(input_tokens) AND isNull(output_tokens), NULL, \
              ifNull(input_tokens, 0) + ifNull(output_tokens, 0)) AS tokens, trace_id, span_id, \

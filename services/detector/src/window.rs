@@ -104,6 +104,7 @@ impl Default for WindowConfig {
     fn default() -> Self {
         Self {
             tiers: vec![
+                Tier::new(Dur::secs(1), Dur::mins(10)),
                 Tier::new(Dur::secs(10), Dur::hours(6)),
                 Tier::new(Dur::mins(5), Dur::days(3)),
                 Tier::new(Dur::hours(1), Dur::days(35)),
@@ -183,11 +184,15 @@ impl<C: Cell> Ring<C> {
         }
         self.head = to;
     }
-    /// Adds `c` to bucket `b`, which must be retained.
+    /// Adds `c` to bucket `b`. A bucket older than the ring only moves `base` (and every
+    /// retained cumulative cell): sums over retained buckets stay exact.
     fn add(&mut self, b: i64, c: C) {
         self.advance(b);
-        debug_assert!(b > self.head - self.len());
-        for x in b..=self.head {
+        let oldest = self.head - self.len() + 1;
+        if b < oldest {
+            self.base = self.base + c;
+        }
+        for x in b.max(oldest)..=self.head {
             let i = self.idx(x);
             self.slots[i] = self.slots[i] + c;
         }
@@ -265,14 +270,12 @@ impl<K: Hash + Eq + Clone, C: Cell> WindowStore<K, C> {
     }
 
     /// Changes the allowed lateness (e.g. wide while replaying a topic whose partitions arrive
-    /// interleaved, then back). Capped below the finest tier's span so a late event's bucket is
-    /// always retained.
+    /// interleaved, then back), at most the longest window. An event older than a tier's ring
+    /// still counts in every window that covers it (see `Ring::add`); only windows *ending*
+    /// before a ring's retention would be wrong, so evaluate at [`Self::open_end`] or a closed
+    /// end within the finest tier's span.
     pub fn set_lateness(&mut self, lateness: Dur) {
-        let cap = self.cfg.tiers[0]
-            .span
-            .0
-            .saturating_sub(self.cfg.tiers[0].bucket.0);
-        self.cfg.lateness = Dur(lateness.0.min(cap));
+        self.cfg.lateness = Dur(lateness.0.min(self.cfg.max_window().0));
     }
 
     /// Largest event time seen minus the lateness; `None` before the first event.
@@ -327,6 +330,14 @@ impl<K: Hash + Eq + Clone, C: Cell> WindowStore<K, C> {
     }
     pub fn keys(&self) -> impl Iterator<Item = &K> {
         self.series.keys()
+    }
+
+    /// The end of the finest bucket holding the newest event: windows ending here include
+    /// every event seen so far (the newest bucket may still grow, and late events may still
+    /// land in earlier ones).
+    pub fn open_end(&self) -> Option<i64> {
+        let f = self.res[0].0;
+        self.max_ts.map(|m| (m.div_euclid(f) + 1) * f)
     }
 
     /// The watermark rounded down to a finest bucket: where closed buckets end.

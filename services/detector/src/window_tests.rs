@@ -102,10 +102,11 @@ fn keys_beyond_the_cap_overflow_and_idle_keys_are_evicted() {
 #[test]
 fn memory_per_key_is_bounded_by_the_tiers() {
     let w: WindowStore<u32> = WindowStore::new(WindowConfig::default()).unwrap();
-    // Ring lengths: (span + next tier's bucket + lateness) / bucket + 3:
-    // 10 s: (21600 + 300 + 30) / 10 + 3 = 2196; 5 min: (259200 + 3600 + 30) / 300 + 3 = 879;
-    // 1 h: (3024000 + 3600 + 30) / 3600 + 3 = 844. Versus 302,400 cells for 35 d at 10 s.
-    assert_eq!(w.cells_per_key(), 2196 + 879 + 844);
+    // Ring lengths: (span + next tier's bucket + lateness) / bucket + 3: 1 s: (600 + 10 + 30)
+    // / 1 + 3 = 643; 10 s: (21600 + 300 + 30) / 10 + 3 = 2196; 5 min: (259200 + 3600 + 30) /
+    // 300 + 3 = 879; 1 h: (3024000 + 3600 + 30) / 3600 + 3 = 844. Versus 3,024,000 cells for
+    // 35 d at 1 s.
+    assert_eq!(w.cells_per_key(), 643 + 2196 + 879 + 844);
     for bad in [
         // 15 s is not a multiple of 10 s.
         vec![
@@ -260,4 +261,39 @@ fn merge_refuses_another_config() {
     })
     .unwrap();
     assert_eq!(a.merge(&b), Err(WindowError::ConfigMismatch));
+}
+
+#[test]
+fn an_event_older_than_the_finest_ring_still_counts_in_the_windows_covering_it() {
+    // Small config: the 10 s tier holds about 5 min. With the lateness widened to 25 min (a
+    // replay), an event 20 min behind the newest lands before that ring's oldest bucket.
+    let mut w: WindowStore<&str> = WindowStore::new(small()).unwrap();
+    w.set_lateness(Dur::mins(25));
+    for t in (0..1800).step_by(10) {
+        w.record(&"k", t * S, Counts::one(false));
+    }
+    assert_eq!(
+        w.record(&"k", 1000 * S, Counts::one(true)),
+        Outcome::Counted
+    );
+    let end = w.open_end().unwrap();
+    assert_eq!(end, 1800 * S);
+    // 5 min [1500, 1800): all from the 10 s ring, without the old event.
+    assert_eq!(w.sum(&"k", end, Dur::mins(5)), Counts::new(0, 30));
+    // 15 min [900, 1800): the 1 min ring for [900, 1500), the 10 s ring after: with it.
+    assert_eq!(w.sum(&"k", end, Dur::mins(15)), Counts::new(1, 91));
+    // Lateness is capped at the longest window (30 min).
+    w.set_lateness(Dur::hours(5));
+    assert_eq!(w.watermark(), Some(1790 * S - 1800 * S));
+}
+
+#[test]
+fn the_open_end_includes_the_newest_event() {
+    let mut w: WindowStore<&str> = WindowStore::new(small()).unwrap();
+    assert_eq!(w.open_end(), None);
+    w.record(&"k", 12_345, Counts::one(true));
+    // The 10 s bucket [10 s, 20 s) holds it; closed buckets still end before the watermark.
+    assert_eq!(w.open_end(), Some(20 * S));
+    assert_eq!(w.sum(&"k", 20 * S, Dur::secs(10)), Counts::new(1, 1));
+    assert_eq!(w.closed_end(), Some(-10 * S));
 }
