@@ -118,6 +118,50 @@ fn item_time(time_unix_nano: i64, received_ns: Option<i64>) -> i64 {
     }
 }
 
+/// A `flywheel.v1.Feedback` message as an item waiting for its call's key; `None` when it does
+/// not decode.
+pub fn feedback_item(project: String, payload: &[u8], received_ns: Option<i64>) -> Option<Pending> {
+    let f = pb::Feedback::decode(payload).ok()?;
+    use pb::feedback_value::Kind;
+    let value = match f.value.as_ref().and_then(|v| v.kind.as_ref()) {
+        Some(Kind::Boolean(b)) => Value::Boolean(*b),
+        Some(Kind::Number(n)) => Value::Number(*n),
+        Some(Kind::Label(l)) => Value::Label(l.clone()),
+        Some(Kind::Text(_)) | None => Value::Text,
+    };
+    Some(Pending {
+        project,
+        subject: subject(f.subject.as_ref()),
+        ts_ms: item_time(f.time_unix_nano, received_ns),
+        item: Item::Feedback {
+            name: f.name.clone(),
+            value,
+        },
+    })
+}
+
+/// A `flywheel.v1.Signal` message as an item waiting for its call's key; `None` when it does
+/// not decode. A regenerate names the answer it discarded: that call is the bad one.
+pub fn signal_item(project: String, payload: &[u8], received_ns: Option<i64>) -> Option<Pending> {
+    let s = pb::Signal::decode(payload).ok()?;
+    let subject = match s.discarded.as_ref().filter(|d| !d.trace_id.is_empty()) {
+        Some(d) => Subject {
+            trace_id: d.trace_id.to_ascii_lowercase(),
+            span_id: d.span_id.to_ascii_lowercase(),
+            conversation_id: String::new(),
+        },
+        None => subject(s.subject.as_ref()),
+    };
+    Some(Pending {
+        project,
+        subject,
+        ts_ms: item_time(s.time_unix_nano, received_ns),
+        item: Item::Signal {
+            signal_type: flywheel_feedback::names::signal_type(&s),
+        },
+    })
+}
+
 impl Loop {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.cfg.evaluation_interval());
@@ -235,51 +279,14 @@ impl Loop {
                     }
                 }
             }
-            "feedback" => {
-                let Ok(f) = pb::Feedback::decode(payload) else {
-                    undecodable();
-                    return;
-                };
-                use pb::feedback_value::Kind;
-                let value = match f.value.as_ref().and_then(|v| v.kind.as_ref()) {
-                    Some(Kind::Boolean(b)) => Value::Boolean(*b),
-                    Some(Kind::Number(n)) => Value::Number(*n),
-                    Some(Kind::Label(l)) => Value::Label(l.clone()),
-                    Some(Kind::Text(_)) | None => Value::Text,
-                };
-                self.item(Pending {
-                    project,
-                    subject: subject(f.subject.as_ref()),
-                    ts_ms: item_time(f.time_unix_nano, received_ns),
-                    item: Item::Feedback {
-                        name: f.name.clone(),
-                        value,
-                    },
-                });
-            }
-            _ => {
-                let Ok(s) = pb::Signal::decode(payload) else {
-                    undecodable();
-                    return;
-                };
-                // A regenerate names the answer it discarded: that call is the bad one.
-                let subject = match s.discarded.as_ref().filter(|d| !d.trace_id.is_empty()) {
-                    Some(d) => Subject {
-                        trace_id: d.trace_id.to_ascii_lowercase(),
-                        span_id: d.span_id.to_ascii_lowercase(),
-                        conversation_id: String::new(),
-                    },
-                    None => subject(s.subject.as_ref()),
-                };
-                self.item(Pending {
-                    project,
-                    subject,
-                    ts_ms: item_time(s.time_unix_nano, received_ns),
-                    item: Item::Signal {
-                        signal_type: flywheel_feedback::names::signal_type(&s),
-                    },
-                });
-            }
+            "feedback" => match feedback_item(project, payload, received_ns) {
+                Some(p) => self.item(p),
+                None => undecodable(),
+            },
+            _ => match signal_item(project, payload, received_ns) {
+                Some(p) => self.item(p),
+                None => undecodable(),
+            },
         }
     }
 
