@@ -39,9 +39,10 @@ pub struct DetectorConfig {
     pub lateness_ms: u64,
     /// Most (SLO, key) series held; events of further keys are dropped and counted.
     pub max_keys: usize,
-    /// Without newer events, event time still advances to the wall clock minus this (ms), so
-    /// windows keep moving when traffic stops (alerts resolve, firing ones are re-sent).
-    /// 0 disables it (pure event time, e.g. replaying old data).
+    /// Once no event at all has arrived for this long (ms of wall time), event time follows
+    /// the wall clock minus this, so windows keep moving when traffic stops (alerts resolve,
+    /// firing ones are re-sent). A consumer catching up keeps receiving events and is never
+    /// pushed ahead of them. 0 disables it (pure event time).
     pub idle_advance_ms: u64,
     /// Recent calls remembered for attributing feedback and signals to their SLI key.
     pub join_capacity: usize,

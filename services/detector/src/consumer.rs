@@ -176,7 +176,10 @@ impl Loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 m = consumer.recv() => match m {
-                    Ok(m) => self.message(&m),
+                    Ok(m) => {
+                        self.message(&m);
+                        self.evaluate_if_event_time_moved();
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "kafka receive error");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -188,7 +191,10 @@ impl Loop {
                         None => std::future::pending().await,
                     }
                 } => match m {
-                    Ok(m) => self.keyed_message(&m),
+                    Ok(m) => {
+                        self.keyed_message(&m);
+                        self.evaluate_if_event_time_moved();
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "kafka receive error (keyed topic)");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -384,6 +390,19 @@ impl Loop {
                     .with_label_values(&[p.kind()])
                     .inc(),
             }
+        }
+    }
+
+    /// Evaluates as soon as event time has moved one evaluation interval since the last
+    /// evaluation, besides the wall-clock ticks: on a simulated clock (a backfill, loadgen
+    /// `--speedup`) event time runs faster than the wall and every interval is still judged.
+    fn evaluate_if_event_time_moved(&mut self) {
+        let (Some(now), Some(last)) = (self.engine.max_event_time(), self.engine.last_evaluated())
+        else {
+            return;
+        };
+        if now - last >= self.cfg.evaluation_interval_ms as i64 && self.keyed_ready() {
+            self.evaluate();
         }
     }
 

@@ -134,6 +134,7 @@ pub struct Engine {
     events: u64,
     last_progress: Option<(u64, i64)>,
     replaying: bool,
+    last_tick_event_ms: Option<i64>,
 }
 
 /// How the events of one call, feedback item or signal were counted.
@@ -171,6 +172,7 @@ impl Engine {
             events: 0,
             last_progress: None,
             replaying: false,
+            last_tick_event_ms: None,
             slos,
             cfg,
         })
@@ -317,9 +319,20 @@ impl Engine {
         self.store.watermark()
     }
 
+    /// The newest event time seen.
+    pub fn max_event_time(&self) -> Option<i64> {
+        self.store.max_event_time()
+    }
+
+    /// The newest event time as of the last tick.
+    pub fn last_evaluated(&self) -> Option<i64> {
+        self.last_tick_event_ms
+    }
+
     /// Evaluates every series at the closed end of event time.
     pub fn tick(&mut self, wall_ms: i64) -> Tick {
         self.advance_if_idle(wall_ms);
+        self.last_tick_event_ms = self.store.max_event_time();
         self.ticks += 1;
         if self.ticks.is_multiple_of(600) {
             self.store.evict_idle();

@@ -35,18 +35,17 @@
 //!
 //! Every SLI is computed in the time the call (or the feedback, or the signal) happened, not
 //! the time the detector read it, so a replay of the topics gives the same SLIs and a slow
-//! consumer does not invent incidents. A store's watermark is the largest event time seen
-//! minus the allowed lateness (default 30 s); events older than the watermark are refused and
-//! counted. Buckets that end before the watermark are closed, so alerting decisions made on
-//! them are final and reproducible. Detection therefore lags the incident by the theoretical
-//! minimum of the policy ([`burn::min_detection_time`]), plus up to one bucket (10 s), plus
-//! the lateness; both are configurable, and a window can also be summed up to the newest event
-//! ([`window::WindowStore::sum`]) when a provisional answer is worth more than a final one.
+//! consumer does not invent incidents; a call's event time is its end. A store's watermark is
+//! the largest event time seen minus the allowed lateness (default 30 s); events older than the
+//! watermark are refused and counted. SLO rules are judged at the open end (windows ending
+//! after the newest event, [`window::WindowStore::open_end`]), so detection lags the exact
+//! minimum by about a second (adr/0008, "Detection latency"); cost policies and latency
+//! quantiles judge closed buckets (ending at the watermark).
 //!
 //! Per key (project, service, model, operation; and SLO), counts are kept in tiers of rings of
-//! cumulative counts (a window sum is a few lookups): 10 s buckets for windows up to 6 h,
-//! 5 min buckets up to 3 d, 1 h buckets up to 35 d for the budget left over a 30-day SLO. A key
-//! costs about 3,900 cells (60 KB), keys are capped and overflow is counted.
+//! cumulative counts (a window sum is a few lookups): 1 s buckets for windows up to 10 min,
+//! 10 s up to 6 h, 5 min up to 3 d, 1 h up to 35 d for the budget left over a 30-day SLO. A key
+//! costs about 4,560 cells (70 KB), keys are capped and overflow is counted.
 //!
 //! # Scale-out
 //!
