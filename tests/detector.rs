@@ -582,3 +582,88 @@ async fn two_instances_in_one_group_compute_one_global_sli() {
     assert_eq!(b.terminate().code(), Some(0));
     p.drop_database().await;
 }
+
+/// Keyed mode, the owner of the key dies (SIGKILL) while its alert is firing: the other
+/// instance takes the key over, replays the keyed topic, picks the firing alert up from the
+/// history table and neither pages again nor loses the resolution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_dying_during_an_incident_does_not_page_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    p.migrate();
+    let am = Alertmanager::start(dir.path());
+    let hook = WebhookReceiver::start();
+    let keyed = format!("{}.keyed", p.topic);
+    let config = detector_config_with(
+        dir.path(),
+        &p,
+        SLOS,
+        &am.url,
+        &hook.url,
+        &format!("keyed_topic = \"{keyed}\""),
+    );
+    let traffic = Traffic::start(&p);
+    let env = [
+        ("FLYWHEEL_DETECTOR__LATENESS_MS", "15000"),
+        ("FLYWHEEL_DETECTOR__IDLE_ADVANCE_MS", "20000"),
+    ];
+    let a = Detector::start_with(&p, &config, &env);
+    let b = Detector::start_with(&p, &config, &env);
+    let deadline = std::time::Instant::now() + PROGRESS;
+    let owner_is_a = loop {
+        let (va, vb) = (views(&a).await, views(&b).await);
+        let owns =
+            |v: &[serde_json::Value]| v.len() == 1 && v[0]["events"].as_u64().unwrap_or(0) >= 30;
+        if owns(&va) && vb.is_empty() {
+            break true;
+        }
+        if owns(&vb) && va.is_empty() {
+            break false;
+        }
+        assert!(std::time::Instant::now() < deadline, "{va:?} {vb:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let (owner, survivor) = if owner_is_a { (a, b) } else { (b, a) };
+
+    traffic.fail(true);
+    wait("the webhook hears the page", || hook.count("firing") == 1);
+    let fingerprint = am.alerts_of(SLO)[0]["fingerprint"].clone();
+    // The firing row is in the history table before the owner dies.
+    p.wait_count(
+        "SELECT count() FROM alerts WHERE state = 'firing'",
+        1,
+        PROGRESS,
+    )
+    .await;
+    // The survivor takes the dead instance's partitions once its session (6 s) expires.
+    owner.kill9();
+
+    // The survivor now owns the key (its view shows it) and keeps the same alert alive.
+    let deadline = std::time::Instant::now() + PROGRESS;
+    loop {
+        let v = views(&survivor).await;
+        let (_, alerts) = get_json(&format!("{}/v1/alerts", survivor.api), "acme-secret-key").await;
+        if v.len() == 1 && alerts["firing"][0]["fingerprint"] == fingerprint {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not taken over: {v:?} {alerts}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    wait("the survivor re-sends the alert to Alertmanager", || {
+        survivor.metric(
+            "flywheel_detector_notifications_total{outcome=\"sent\",sender=\"alertmanager\"}",
+        ) >= 1.0
+    });
+    assert_eq!(hook.count("firing"), 1, "paged again after the takeover");
+
+    traffic.fail(false);
+    wait("resolved once", || hook.count("resolved") == 1);
+    wait("Alertmanager resolves it", || am.alerts_of(SLO).is_empty());
+    traffic.stop().await;
+    assert_eq!(hook.count("firing"), 1);
+    assert_eq!(survivor.terminate().code(), Some(0));
+    p.drop_database().await;
+}

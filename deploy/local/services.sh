@@ -6,8 +6,11 @@
 #   deploy/local/services.sh status   show what runs
 #   deploy/local/services.sh env      print `export` lines for the addresses (eval "$(... env)")
 #
-# Kafka: tansu (an Apache-Kafka-compatible broker from crates.io) with durable SQLite storage on
-# 127.0.0.1:9092. ClickHouse: the ClickHouse 26.9 engine from the chdb-core wheel behind a small
+# Kafka: tansu (an Apache-Kafka-compatible broker from crates.io) on 127.0.0.1:9092, with durable
+# SQLite storage, or in memory with FLYWHEEL_KAFKA_STORAGE=memory (what deploy/local/test.sh
+# uses: tansu 0.6's SQLite engine can wedge under load, see docs/notes; tests that stop and
+# restart a broker start a private SQLite one). A broker of the other engine, or one whose log
+# shows a panic since it started (wedged: every request fails), is restarted. ClickHouse: the ClickHouse 26.9 engine from the chdb-core wheel behind a small
 # HTTP adapter (deploy/local/clickhouse_adapter.py) on 127.0.0.1:8123.
 # Alertmanager (Debian `prometheus-alertmanager`, 0.25) is only installed: the detector tests
 # start a private one per test on a free port (tests/common/detector.rs); ALERTMANAGER_BIN names it.
@@ -23,6 +26,7 @@ STATE=${FLYWHEEL_LOCAL_DIR:-$repo/.local}                       # data, logs, pi
 TANSU_VERSION=0.6.0
 VENV=$FLYWHEEL_HOME/venv
 KAFKA_ADDR=127.0.0.1:9092
+KAFKA_STORAGE=${FLYWHEEL_KAFKA_STORAGE:-sqlite}
 CH_ADDR=127.0.0.1:8123
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -93,14 +97,33 @@ up_kafka() {
     return
   fi
   install_tansu
-  if port_open "$KAFKA_ADDR"; then log "kafka already up on $KAFKA_ADDR"; return; fi
+  case "$KAFKA_STORAGE" in
+    sqlite) engine=sqlite://tansu.db ;;
+    memory) engine=memory://tansu/ ;;
+    *) log "FLYWHEEL_KAFKA_STORAGE must be sqlite or memory, not $KAFKA_STORAGE"; exit 2 ;;
+  esac
+  if port_open "$KAFKA_ADDR"; then
+    if ! pid_alive kafka; then log "kafka already up on $KAFKA_ADDR (not started here: used as is)"; return; fi
+    local reason=
+    [ "$(cat "$STATE/kafka.engine" 2>/dev/null || echo sqlite)" = "$KAFKA_STORAGE" ] || reason="storage is not $KAFKA_STORAGE"
+    # A panic after the last start line: tansu 0.6 then fails every request (wedged).
+    if awk '/^tansu broker/ {p=0} /panicked/ {p=1} END {exit !p}' "$STATE/log/kafka.log" 2>/dev/null; then
+      reason="wedged (panic in $STATE/log/kafka.log)"
+    fi
+    if [ -z "$reason" ]; then log "kafka already up on $KAFKA_ADDR ($KAFKA_STORAGE)"; return; fi
+    log "restarting kafka: $reason"
+    stop kafka
+    # A wedged SQLite database keeps the state that broke it.
+    [ "$KAFKA_STORAGE" = memory ] || rm -rf "$STATE/kafka"
+  fi
   mkdir -p "$STATE/kafka"
   # tansu resolves the sqlite path against its working directory.
   start_bg kafka sh -c "cd '$STATE/kafka' && exec tansu broker \
     --listener-url tcp://$KAFKA_ADDR --advertised-listener-url tcp://$KAFKA_ADDR \
-    --storage-engine sqlite://tansu.db"
+    --storage-engine $engine"
+  echo "$KAFKA_STORAGE" >"$STATE/kafka.engine"
   wait_for kafka 20 port_open "$KAFKA_ADDR"
-  log "kafka (tansu $TANSU_VERSION) up on $KAFKA_ADDR, data in $STATE/kafka"
+  log "kafka (tansu $TANSU_VERSION, $KAFKA_STORAGE) up on $KAFKA_ADDR, data in $STATE/kafka"
 }
 
 up_clickhouse() {

@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 echo "== local services"
+# The shared test broker keeps its log in memory (tansu's SQLite engine can wedge under the
+# suite's load); tests that restart a broker start a private SQLite one (tests/common).
+export FLYWHEEL_KAFKA_STORAGE=${FLYWHEEL_KAFKA_STORAGE:-memory}
 eval "$(deploy/local/services.sh up)"
 export KAFKA_BROKERS CLICKHOUSE_URL FLYWHEEL_VENV ALERTMANAGER_BIN
 

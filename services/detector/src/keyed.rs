@@ -234,7 +234,17 @@ pub struct Keyed {
     pub assigned_at_ms: i64,
     /// When the last message produced before the assignment (backlog) arrived.
     pub last_backlog: Instant,
+    /// Firing alerts from the history table, loading since the last assignment: parked once
+    /// they arrive, before anything is evaluated (a key taken over from a dead instance keeps
+    /// its alert instead of paging again).
+    pub history: Option<(tokio::sync::oneshot::Receiver<FiringAlerts>, Instant)>,
 }
+
+/// Firing alerts and when each was last sent, from `history::firing`.
+pub type FiringAlerts = clickhouse::error::Result<Vec<(crate::alert::Alert, i64)>>;
+
+/// How long evaluation waits for the firing alerts of the history table after an assignment.
+const HISTORY_WAIT: Duration = Duration::from_secs(30);
 
 /// The keyed stages of the loop.
 impl Loop {
@@ -269,6 +279,53 @@ impl Loop {
         k.replaying = true;
         k.assigned_at_ms = now_ms();
         k.last_backlog = Instant::now();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let client = self.clickhouse.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(crate::history::firing(&client).await);
+        });
+        k.history = Some((rx, Instant::now()));
+    }
+
+    /// Parks the firing alerts of the history table once loaded; `false` while still waiting.
+    fn history_loaded(&mut self) -> bool {
+        let Some(k) = self.keyed.as_mut() else {
+            return true;
+        };
+        let Some((rx, since)) = k.history.as_mut() else {
+            return true;
+        };
+        let waited = since.elapsed();
+        let firing = match rx.try_recv() {
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) if waited < HISTORY_WAIT => {
+                return false;
+            }
+            Ok(Ok(firing)) => Some(firing),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot load firing alerts after an assignment");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("firing alerts not loaded in time after an assignment");
+                None
+            }
+        };
+        k.history = None;
+        let Some(firing) = firing else {
+            self.metrics
+                .history_errors
+                .with_label_values(&["firing_after_assignment"])
+                .inc();
+            return true;
+        };
+        let mine: std::collections::HashSet<_> =
+            self.engine.firing().iter().map(|a| a.fingerprint).collect();
+        for (alert, last_sent_ms) in firing {
+            if !mine.contains(&alert.fingerprint) {
+                self.engine.park(alert, last_sent_ms);
+            }
+        }
+        true
     }
 
     /// Whether evaluation may run: always without the keyed topic; with it, once the replay
@@ -281,9 +338,16 @@ impl Loop {
             return true;
         };
         if k.replaying && k.last_backlog.elapsed() >= Duration::from_secs(2) {
+            if !self.history_loaded() {
+                return false;
+            }
+            let Some(k) = self.keyed.as_mut() else {
+                return true;
+            };
             k.replaying = false;
             self.engine.set_replaying(false);
             tracing::info!("keyed topic replayed: evaluating");
+            return true;
         }
         !k.replaying
     }

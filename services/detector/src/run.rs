@@ -172,6 +172,7 @@ pub async fn run(
             replaying: true,
             assigned_at_ms: 0,
             last_backlog: std::time::Instant::now(),
+            history: None,
         })
     } else {
         None
