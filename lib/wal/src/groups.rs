@@ -72,6 +72,10 @@ impl Groups {
         })
     }
 
+    pub fn is_known(&self, group: &str) -> bool {
+        self.groups.contains_key(group)
+    }
+
     pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
         self.groups
             .get(group)?

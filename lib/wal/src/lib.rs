@@ -362,7 +362,8 @@ impl Wal {
     }
 
     /// Subscribes consumer group `group` to `topics` (which may not exist yet). Only one
-    /// subscription per group may be open at a time.
+    /// subscription per group may be open at a time. The group's first subscription creates its
+    /// (empty) offsets file: from then on retention waits for it.
     pub fn subscribe(&self, group: &str, topics: &[&str]) -> Result<Subscription, WalError> {
         check_name(group)?;
         for t in topics {
@@ -376,6 +377,18 @@ impl Wal {
             .insert(group.to_string())
         {
             return Err(WalError::GroupBusy(group.to_string()));
+        }
+        // A group is known (holds retention back) from its first subscription on.
+        let known = self.shared.groups().is_known(group);
+        if !known {
+            if let Err(e) = self.shared.commit(group, &[]) {
+                self.shared
+                    .active_groups
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(group);
+                return Err(e);
+            }
         }
         Ok(Subscription::new(
             self.shared.clone(),

@@ -117,8 +117,10 @@ impl Subscription {
             .find(|c| c.partition.topic == topic && c.partition.id == partition)
     }
 
-    /// Reads from `offset` next in a partition (replay, or skipping a corrupt record). An offset
-    /// before the log start reads from the log start.
+    /// Reads from `offset` next in a partition (replay). An offset before the log start reads
+    /// from the log start. Frames do not resynchronise inside a segment, so reading past a
+    /// corrupt record ([`WalError::Corrupt`]) resumes at the next segment's base offset (its
+    /// file name).
     pub fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), WalError> {
         self.refresh_topics();
         let cursor = self
