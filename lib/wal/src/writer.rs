@@ -194,15 +194,7 @@ fn group_commit(
         }
     }
     if outcome.is_ok() {
-        for (topic, p) in &touched {
-            if let Some(tail) = topics.get_mut(topic).and_then(|t| t.tails.get_mut(*p)) {
-                shared.metrics.fsyncs.inc();
-                if let Err(e) = tail.sync() {
-                    outcome = Err(e);
-                    break;
-                }
-            }
-        }
+        outcome = sync_touched(shared, topics, &touched);
     }
     match outcome {
         Ok(()) => {
@@ -229,6 +221,44 @@ fn group_commit(
                 );
             }
         }
+    }
+}
+
+/// Fsyncs every touched partition; several at once in parallel (the disk can merge them into
+/// one flush, where one after the other each waits for its own).
+fn sync_touched(
+    shared: &Shared,
+    topics: &mut HashMap<String, TopicTails>,
+    touched: &[(String, usize)],
+) -> Result<(), WalError> {
+    let mut tails: Vec<&mut Tail> = Vec::with_capacity(touched.len());
+    for (name, topic) in topics.iter_mut() {
+        for (p, tail) in topic.tails.iter_mut().enumerate() {
+            if touched.iter().any(|(t, i)| t == name && *i == p) {
+                tails.push(tail);
+            }
+        }
+    }
+    shared.metrics.fsyncs.inc_by(tails.len() as u64);
+    match tails.as_mut_slice() {
+        [] => Ok(()),
+        [one] => one.sync(),
+        many => std::thread::scope(|scope| {
+            let handles: Vec<_> = many
+                .iter_mut()
+                .map(|tail| scope.spawn(move || tail.sync()))
+                .collect();
+            let mut result = Ok(());
+            for h in handles {
+                let r = h
+                    .join()
+                    .unwrap_or_else(|_| Err(WalError::Failed("fsync thread panicked".into())));
+                if result.is_ok() {
+                    result = r;
+                }
+            }
+            result
+        }),
     }
 }
 
