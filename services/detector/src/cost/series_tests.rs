@@ -42,6 +42,8 @@ fn spend_policy(budget_usd: f64, lookback: Dur) -> CostPolicy {
             budget_usd,
             lookback,
             alert_at: 1.0,
+            per: SpendPer::Project,
+            max_users: 1000,
         })),
         change: None,
     }
@@ -55,11 +57,11 @@ fn spend_projection_per_project_by_hand() {
     let mut s = CostState::new(vec![spend_policy(100.0, Dur::hours(1))], 100);
     // Two models of one project share the project's budget: one series, model not pinned.
     // $10 at 09:00 (in the day, before the lookback), $2 + $1 in the last hour.
-    s.record(&key("a"), NOON - 3 * 3_600_000, &call(10.0, 1));
-    s.record(&key("a"), NOON - 1_800_000, &call(2.0, 1));
-    s.record(&key("b"), NOON - 600_000, &call(1.0, 1));
+    s.record(&key("a"), "", NOON - 3 * 3_600_000, &call(10.0, 1));
+    s.record(&key("a"), "", NOON - 1_800_000, &call(2.0, 1));
+    s.record(&key("b"), "", NOON - 600_000, &call(1.0, 1));
     // After the end: not counted yet.
-    s.record(&key("b"), NOON + 5_000, &call(50.0, 1));
+    s.record(&key("b"), "", NOON + 5_000, &call(50.0, 1));
     let e = s.evaluate(NOON);
     assert_eq!(e.len(), 1);
     let e = &e[0];
@@ -73,7 +75,7 @@ fn spend_projection_per_project_by_hand() {
     assert_eq!(e.labels["slo"], "daily");
 
     // $5 at 12:05, evaluated at 12:10.
-    s.record(&key("a"), NOON + 300_000, &call(5.0, 1));
+    s.record(&key("a"), "", NOON + 300_000, &call(5.0, 1));
     let e = &s.evaluate(NOON + 600_000)[0];
     // Lookback [11:10, 12:10): $2 + $1 + $50 + $5 = $58/h; spent 10 + 58 = 68; 11 h 50 min
     // left: 68 + 58 x 11.83 = 754.33.
@@ -92,20 +94,20 @@ fn late_and_unpriced_calls() {
     let mut s = CostState::new(vec![spend_policy(1.0, Dur::mins(10))], 100);
     let mut unpriced = call(0.0, 5);
     unpriced.cost_usd = None;
-    s.record(&key("a"), NOON, &unpriced);
+    s.record(&key("a"), "", NOON, &unpriced);
     assert!(
         s.evaluate(NOON).is_empty(),
         "an unpriced call opens no series"
     );
-    s.record(&key("a"), NOON, &call(0.5, 5));
+    s.record(&key("a"), "", NOON, &call(0.5, 5));
     s.evaluate(NOON + 3_600_000);
     // Before the lookback's start and folded into the same day: still counted.
-    s.record(&key("a"), NOON + 60_000, &call(0.25, 5));
+    s.record(&key("a"), "", NOON + 60_000, &call(0.25, 5));
     assert_eq!(s.late, 0);
     let e = &s.evaluate(NOON + 3_600_000)[0];
     assert!((e.budget_remaining - 0.25).abs() < 1e-9);
     // From the previous day, once folded into today: late.
-    s.record(&key("a"), NOON - 86_400_000, &call(0.25, 5));
+    s.record(&key("a"), "", NOON - 86_400_000, &call(0.25, 5));
     assert_eq!(s.late, 1);
 }
 
@@ -135,8 +137,8 @@ fn tokens_per_call_jump_alerts_for_its_model_only() {
             let ts = NOON + i * 10_000 + j * 1_000;
             let wobble = 1000 + 50 * ((i + j) % 3) as u64;
             let a = if i >= 20 { wobble * 4 } else { wobble };
-            s.record(&key("a"), ts, &call(0.0, a));
-            s.record(&key("b"), ts, &call(0.0, wobble));
+            s.record(&key("a"), "", ts, &call(0.0, a));
+            s.record(&key("b"), "", ts, &call(0.0, wobble));
         }
         let evals = s.evaluate(NOON + (i + 1) * 10_000);
         for e in &evals {
@@ -162,11 +164,11 @@ fn tokens_per_call_jump_alerts_for_its_model_only() {
 #[test]
 fn a_closed_interval_takes_no_more_calls() {
     let mut s = CostState::new(vec![change_policy(CostMetric::CostPerCall)], 1);
-    s.record(&key("a"), NOON, &call(0.1, 1));
+    s.record(&key("a"), "", NOON, &call(0.1, 1));
     s.evaluate(NOON + 10_000);
-    s.record(&key("a"), NOON + 5_000, &call(0.1, 1));
+    s.record(&key("a"), "", NOON + 5_000, &call(0.1, 1));
     assert_eq!(s.late, 1);
     // One series at most: another key overflows.
-    s.record(&key("b"), NOON + 20_000, &call(0.1, 1));
+    s.record(&key("b"), "", NOON + 20_000, &call(0.1, 1));
     assert_eq!(s.overflow, 1);
 }
