@@ -470,3 +470,62 @@ pub async fn lookup_keys(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slo::Selector;
+
+    /// The generated seed query with its parameters inlined (what ClickHouse runs).
+    pub(crate) fn inlined(sql: &str, params: &[Param]) -> String {
+        let mut out = String::new();
+        let mut it = params.iter();
+        for (i, piece) in sql.split('?').enumerate() {
+            if i > 0 {
+                match it.next() {
+                    Some(Param::Str(s)) => out.push_str(&format!("'{}'", s.replace('\'', "\\'"))),
+                    Some(Param::Int(n)) => out.push_str(&n.to_string()),
+                    None => panic!("more placeholders than parameters"),
+                }
+            }
+            out.push_str(piece);
+        }
+        assert!(it.next().is_none(), "more parameters than placeholders");
+        out
+    }
+
+    #[test]
+    fn the_seed_query_binds_every_placeholder() {
+        let q = |policy, per_user, selector| SpendSeedQuery {
+            policy,
+            selector,
+            per_user,
+            max_users: 7,
+            period_start_ms: 1_000,
+        };
+        let queries = [
+            q(0, false, Selector::default()),
+            q(
+                3,
+                true,
+                Selector {
+                    project: Some("acme".into()),
+                    model: Some("gpt-4o".into()),
+                    ..Selector::default()
+                },
+            ),
+        ];
+        let (sql, params) = period_spend_sql(&queries, 5_000, 9_000_000_000, 100);
+        let text = inlined(&sql, &params);
+        assert_eq!(text.matches("UNION ALL").count(), 1);
+        assert!(text.contains("toUInt32(3) AS policy"), "{text}");
+        assert!(text.contains("AND project = 'acme' AND model = 'gpt-4o'"), "{text}");
+        assert!(text.contains("model AS k_model"), "{text}");
+        assert!(text.contains("'' AS k_service"), "{text}");
+        assert!(text.contains("user_id AS k_user"), "{text}");
+        assert!(text.contains("rn <= 7"), "{text}");
+        if let Ok(path) = std::env::var("FLYWHEEL_PRINT_SEED_SQL") {
+            std::fs::write(path, text).unwrap();
+        }
+    }
+}

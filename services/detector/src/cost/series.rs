@@ -13,8 +13,8 @@
 //!   never dropped. Spend is kept in 10 s buckets over the lookback; older buckets fold into
 //!   one running sum for their budget period. Spent in the period and spent over the lookback,
 //!   both up to the closed end, go to [`super::project_spend`]. The alert's score is
-//!   `projected / budget` against `alert_at`. A series lives while it holds spend of the
-//!   current period.
+//!   `projected / budget` against `alert_at`. A series lives (and a user series counts
+//!   against `max_users`) while it holds spend of the current period or of the lookback.
 //!
 //!   Start-up seeds the period's sum from ClickHouse ([`CostState::seed_queries`],
 //!   `history::period_spend`, [`CostState::seed`]): the spend of calls whose event time is in
