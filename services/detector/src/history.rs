@@ -332,7 +332,8 @@ fn period_spend_sql(
             Param::Int(cut_ns),
             Param::Int(limit as i64),
         ]);
-        let pin = |want: &Option<String>, col: &'static str| if want.is_some() { col } else { "''" };
+        let pin =
+            |want: &Option<String>, col: &'static str| if want.is_some() { col } else { "''" };
         parts.push(format!(
             "SELECT * FROM (SELECT toUInt32(?) AS policy, project, k_service, k_model, k_operation, \
              if(k_user_in = '' OR rn <= ?, k_user_in, '{OTHER_USER}') AS k_user, \
@@ -519,7 +520,10 @@ mod tests {
         let text = inlined(&sql, &params);
         assert_eq!(text.matches("UNION ALL").count(), 1);
         assert!(text.contains("toUInt32(3) AS policy"), "{text}");
-        assert!(text.contains("AND project = 'acme' AND model = 'gpt-4o'"), "{text}");
+        assert!(
+            text.contains("AND project = 'acme' AND model = 'gpt-4o'"),
+            "{text}"
+        );
         assert!(text.contains("model AS k_model"), "{text}");
         assert!(text.contains("'' AS k_service"), "{text}");
         assert!(text.contains("user_id AS k_user"), "{text}");

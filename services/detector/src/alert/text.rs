@@ -198,8 +198,15 @@ pub fn describe_spend(
             "Cost policy {policy} for project={} service={} model={} operation={}{user}: ${:.2} \
              spent this {period}, spending ${:.2}/h now, projected ${:.2} by the end of the \
              {period} against a budget of ${:.2} ({}).",
-            key.project, key.service, key.model, key.operation, p.spent_usd, p.rate_usd_per_hour,
-            p.projected_usd, p.budget_usd, pct(p.ratio)
+            key.project,
+            key.service,
+            key.model,
+            key.operation,
+            p.spent_usd,
+            p.rate_usd_per_hour,
+            p.projected_usd,
+            p.budget_usd,
+            pct(p.ratio)
         ),
     );
     a

@@ -38,8 +38,8 @@ use super::{period_bounds, project_spend, ChangeDetector, ChangeVerdict};
 use crate::alert::{self, Labels};
 use crate::sli::CallEvent;
 use crate::slo::{
-    AlertPolicy, BudgetPeriod, ChangePolicy, CostMetric, CostPolicy, Selector, Severity,
-    SpendPer, SpendPolicy,
+    AlertPolicy, BudgetPeriod, ChangePolicy, CostMetric, CostPolicy, Selector, Severity, SpendPer,
+    SpendPolicy,
 };
 use crate::SliKey;
 

@@ -316,7 +316,10 @@ fn the_seed_and_the_replay_give_the_period_to_date_spend_exactly() {
             .map(|c| c.2)
             .sum()
     };
-    assert_eq!((sum(None), sum(Some("a")), sum(Some("b"))), (15.0, 3.0, 12.0));
+    assert_eq!(
+        (sum(None), sum(Some("a")), sum(Some("b"))),
+        (15.0, 3.0, 12.0)
+    );
     let k = SliKey {
         project: "p".into(),
         ..SliKey::default()
