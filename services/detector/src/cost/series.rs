@@ -361,9 +361,11 @@ impl CostState {
             else {
                 continue;
             };
-            let (id, folded) = self.spend_id(r.policy, &sp, r.key, &r.user);
+            // The query already folded users past the cap into `(other)`; its calls count as
+            // folded, like those of a user folded here.
+            let (id, _) = self.spend_id(r.policy, &sp, r.key, &r.user);
             if id.2 == OTHER_USER {
-                self.folded[r.policy] += if folded { r.calls.max(1) } else { r.calls };
+                self.folded[r.policy] += r.calls;
             }
             let ps = period_bounds(sp.period, now_ms).0;
             let Some(series) = self.open_spend(id) else {
