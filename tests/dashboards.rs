@@ -51,6 +51,8 @@ fn exported() -> BTreeSet<String> {
         detector::COST_BUDGET_RATIO,
         detector::COST_SPEND_RATE,
         detector::COST_CHANGE_CUSUM,
+        detector::COST_USER_FOLDED,
+        detector::SEEDED_SPEND_SERIES,
     ];
     let mut names = BTreeSet::new();
     for base in bases {

@@ -135,6 +135,15 @@ pub mod attrs {
         "traceloop.association.properties.conversation_id",
         "traceloop.association.properties.chat_id",
     ];
+    /// The end user of a call (`llm_calls.user_id`): the first present with a non-empty value,
+    /// on the span, else on its resource.
+    pub const USER: &[&str] = &[
+        "user.id",
+        "enduser.id",
+        "gen_ai.user",
+        "llm.user",
+        "traceloop.association.properties.user_id",
+    ];
     /// Span events whose first occurrence marks the first streamed token.
     pub const FIRST_CHUNK_EVENTS: &[&str] = &[
         "gen_ai.content.completion.chunk",

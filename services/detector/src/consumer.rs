@@ -278,7 +278,7 @@ impl Loop {
                 for c in crate::extract::calls(&project, &req, &self.prices) {
                     if self.keyed.is_some() {
                         self.engine.remember_call(&c);
-                        self.forward(SliEvent::call(&c.key, c.ts_ms, &c.event), "call");
+                        self.forward(SliEvent::call(&c.key, &c.user, c.ts_ms, &c.event), "call");
                     } else {
                         let t = self.engine.call(&c);
                         self.count("call", t);

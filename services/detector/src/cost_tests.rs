@@ -30,6 +30,8 @@ fn spend_projection_by_hand() {
         budget_usd: 500.0,
         lookback: Dur::hours(1),
         alert_at: 1.0,
+        per: crate::slo::SpendPer::Project,
+        max_users: 1000,
     };
     // Noon: $300 spent today, $30 in the last hour -> $30/h for 12 more hours -> 300 + 360 = 660.
     let s = project_spend(&p, NOON, 300.0, 30.0);

@@ -184,6 +184,11 @@ impl Engine {
         self
     }
 
+    /// The cost policies' series (start-up seeds spend series with period-to-date spend).
+    pub fn cost_mut(&mut self) -> &mut CostState {
+        &mut self.cost
+    }
+
     pub fn slos(&self) -> &[Slo] {
         &self.slos
     }
@@ -191,7 +196,7 @@ impl Engine {
     /// Counts a model call for every SLO that selects its key, and remembers it for joins.
     pub fn call(&mut self, c: &crate::extract::Call) -> Tally {
         self.remember_call(c);
-        self.record_call(&c.key, c.ts_ms, &c.event)
+        self.record_call(&c.key, &c.user, c.ts_ms, &c.event)
     }
 
     /// Remembers a call for joins only (stage 1 of the keyed mode counts elsewhere).
@@ -200,8 +205,15 @@ impl Engine {
             .remember(&c.key, &c.trace_id, &c.span_id, &c.conversation_id);
     }
 
-    /// Counts a call's outcome for every SLO that selects `key`.
-    pub fn record_call(&mut self, key: &SliKey, ts_ms: i64, event: &sli::CallEvent) -> Tally {
+    /// Counts a call's outcome for every SLO that selects `key` (and its cost for the cost
+    /// policies, per-user ones by `user`).
+    pub fn record_call(
+        &mut self,
+        key: &SliKey,
+        user: &str,
+        ts_ms: i64,
+        event: &sli::CallEvent,
+    ) -> Tally {
         let t = self.record_each(key, ts_ms, |s| sli::call_counts(s, event));
         self.latency.record(key, ts_ms, event);
         if !self.cost.is_empty() {
@@ -210,7 +222,7 @@ impl Engine {
             } else {
                 // Cost policies move event time even when no SLO selects the key.
                 self.store.advance_to(ts_ms);
-                self.cost.record(key, ts_ms, event);
+                self.cost.record(key, user, ts_ms, event);
             }
         }
         t

@@ -57,6 +57,7 @@ fn call(ts_ms: i64, error: bool) -> Call {
         trace_id: format!("{ts_ms:032x}"),
         span_id: "01".into(),
         conversation_id: String::new(),
+        user: String::new(),
     }
 }
 

@@ -8,12 +8,13 @@
 //! [`normalize_model`] so that live keys equal the `model` column of `llm_calls` (history and
 //! late lookups read that column). Tokens and the price lookup use the attribute names of
 //! `flywheel_pricing::attrs` and the price table of `flywheel_pricing`, both shared with the
-//! ingester, so a call's live cost equals its `llm_calls.cost_usd`.
+//! ingester, so a call's live cost equals its `llm_calls.cost_usd`; the end user comes from
+//! `flywheel_pricing::attrs::USER` by the ingester's rule, so it equals `llm_calls.user_id`.
 
 use flywheel_core::genai::normalize_model;
 use flywheel_pricing::attrs::{
     CACHE_READ, CACHE_WRITE, CONVERSATION, FIRST_CHUNK_EVENTS, INPUT_TOKENS, MODEL_CALL_OPERATIONS,
-    OPERATION, OUTPUT_TOKENS, PROVIDER, REASONING, REQUEST_MODEL, RESPONSE_MODEL,
+    OPERATION, OUTPUT_TOKENS, PROVIDER, REASONING, REQUEST_MODEL, RESPONSE_MODEL, USER,
 };
 use flywheel_pricing::{PriceTable, Usage};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -34,6 +35,9 @@ pub struct Call {
     pub trace_id: String,
     pub span_id: String,
     pub conversation_id: String,
+    /// The end user (`llm_calls.user_id`), `""` when none: per-user spend policies only, never
+    /// an SLI dimension.
+    pub user: String,
 }
 
 fn find<'a>(attrs: &'a [KeyValue], names: &[&str]) -> Option<&'a Value> {
@@ -60,6 +64,19 @@ fn number(attrs: &[KeyValue], names: &[&str]) -> Option<f64> {
         Value::StringValue(s) => s.trim().parse().ok(),
         _ => None,
     }
+}
+
+/// The first of `names` present with a non-empty string (or an integer) value: the ingester's
+/// `Attrs::str`, which skips an empty value to the next name.
+fn first_str(attrs: &[KeyValue], names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| {
+        let v = attrs.iter().find(|kv| kv.key == *n)?.value.as_ref()?;
+        match v.value.as_ref()? {
+            Value::StringValue(s) if !s.is_empty() => Some(s.clone()),
+            Value::IntValue(i) => Some(i.to_string()),
+            _ => None,
+        }
+    })
 }
 
 /// The first of `names` present as a non-negative integer (the ingester's `Attrs::uint`).
@@ -111,7 +128,8 @@ fn operation(attrs: &[KeyValue]) -> Option<String> {
     }
 }
 
-/// The call in `span`, if it is one.
+/// The call in `span`, if it is one (its user from the span only; [`calls`] falls back to the
+/// resource's).
 pub fn call(project: &str, service: &str, span: &Span, prices: &PriceTable) -> Option<Call> {
     let a = &span.attributes;
     let operation = operation(a)?;
@@ -166,6 +184,7 @@ pub fn call(project: &str, service: &str, span: &Span, prices: &PriceTable) -> O
         trace_id: hex::encode(&span.trace_id),
         span_id: hex::encode(&span.span_id),
         conversation_id: string(a, CONVERSATION).unwrap_or_default(),
+        user: first_str(a, USER).unwrap_or_default(),
     })
 }
 
@@ -183,7 +202,13 @@ pub fn calls(project: &str, req: &ExportTraceServiceRequest, prices: &PriceTable
             out.extend(
                 ss.spans
                     .iter()
-                    .filter_map(|s| call(project, &service, s, prices)),
+                    .filter_map(|s| call(project, &service, s, prices))
+                    .map(|mut c| {
+                        if c.user.is_empty() {
+                            c.user = first_str(resource, USER).unwrap_or_default();
+                        }
+                        c
+                    }),
             );
         }
     }
@@ -250,6 +275,44 @@ mod tests {
         assert_eq!(c.event.tokens, Some(101));
         let out_price = prices.lookup("", "gpt-4o").unwrap().output;
         assert!((c.event.cost_usd.unwrap() - 101.0 * out_price / 1e6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_user_by_the_ingesters_precedence() {
+        let s = |v: &str| Value::StringValue(v.into());
+        let prices = PriceTable::load(None).unwrap();
+        let span = |attrs: Vec<KeyValue>| Span {
+            attributes: [vec![kv("gen_ai.operation.name", s("chat"))], attrs].concat(),
+            ..Default::default()
+        };
+        let req = |spans: Vec<Span>, resource: Vec<KeyValue>| ExportTraceServiceRequest {
+            resource_spans: vec![opentelemetry_proto::tonic::trace::v1::ResourceSpans {
+                resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                    attributes: resource,
+                    ..Default::default()
+                }),
+                scope_spans: vec![opentelemetry_proto::tonic::trace::v1::ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let users = |r: &ExportTraceServiceRequest| -> Vec<String> {
+            calls("p", r, &prices).into_iter().map(|c| c.user).collect()
+        };
+        // An empty `user.id` is skipped for the next name (as the ingester's `Attrs::str`);
+        // a numeric id is its decimal string; the span wins over the resource, which fills in.
+        let r = req(
+            vec![
+                span(vec![kv("user.id", s("")), kv("enduser.id", s("alice"))]),
+                span(vec![kv("gen_ai.user", Value::IntValue(42))]),
+                span(vec![]),
+            ],
+            vec![kv("traceloop.association.properties.user_id", s("bob"))],
+        );
+        assert_eq!(users(&r), ["alice", "42", "bob"]);
+        assert_eq!(users(&req(vec![span(vec![])], vec![])), [""]);
     }
 
     #[test]

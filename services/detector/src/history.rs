@@ -8,12 +8,19 @@
 //! before `cut` (header `flywheel.received_at_ns`), so nothing is counted twice. Messages
 //! received before `cut` that the ingester had not stored yet are missed (its lag, about a
 //! second); the SLO-window budget is rebuilt over the same bounded span, not 30 days.
+//!
+//! Spend series need their whole budget period (a month), not only the replayed window: before
+//! the replay, [`period_spend`] reads, in one aggregate query, the spend of the calls received
+//! before `cut` whose event time (end) is in the current period and whose start is before the
+//! replay's start (exactly the calls the replay leaves out), per spend series; the engine folds
+//! it into the series' period sums (`CostState::seed`).
 
 use clickhouse::{Client, Row};
 use flywheel_schema::rows::AlertRow;
 use serde::Deserialize;
 
 use crate::alert::{Alert, Fingerprint, Labels, Notify};
+use crate::cost::series::{SpendSeed, SpendSeedQuery, OTHER_USER};
 use crate::engine::Outgoing;
 use crate::join::Subject;
 use crate::sli::CallEvent;
@@ -127,6 +134,7 @@ pub enum Stored {
         key: SliKey,
         event: CallEvent,
         subject: Subject,
+        user: String,
     },
     Feedback {
         project: String,
@@ -159,6 +167,7 @@ struct CallRow {
     trace_id: String,
     span_id: String,
     conversation_id: String,
+    user_id: String,
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -188,7 +197,7 @@ pub async fn stored_events(
              operation, status_code, duration_ns, ttft_ms, tpot_ms, cost_usd, \
              if(isNull(input_tokens) AND isNull(output_tokens), NULL, \
              ifNull(input_tokens, 0) + ifNull(output_tokens, 0)) AS tokens, trace_id, span_id, \
-             conversation_id FROM llm_calls FINAL \
+             conversation_id, user_id FROM llm_calls FINAL \
              WHERE timestamp >= fromUnixTimestamp64Milli(toInt64(?)) \
              AND received_at < fromUnixTimestamp64Nano(toInt64(?))",
         )
@@ -244,6 +253,7 @@ pub async fn stored_events(
                     tokens: c.tokens,
                 },
                 subject: subject(c.trace_id, c.span_id, c.conversation_id),
+                user: c.user_id,
             },
         ));
     }
@@ -273,6 +283,124 @@ pub async fn stored_events(
     // Calls first at equal times, so items about them resolve.
     out.sort_by_key(|(ts, s)| (*ts, !matches!(s, Stored::Call { .. })));
     Ok(out)
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct SeedRow {
+    policy: u32,
+    project: String,
+    k_service: String,
+    k_model: String,
+    k_operation: String,
+    k_user: String,
+    usd: f64,
+    calls: u64,
+}
+
+/// The SQL of [`period_spend`] and its parameters in order: one `UNION ALL` part per query.
+fn period_spend_sql(
+    queries: &[SpendSeedQuery],
+    replay_from_ms: i64,
+    cut_ns: i64,
+    limit: u64,
+) -> (String, Vec<Param>) {
+    let mut parts = Vec::new();
+    let mut params = Vec::new();
+    for q in queries {
+        let sel = &q.selector;
+        // Parameters in the order of their `?` in the text.
+        params.push(Param::Int(q.policy as i64));
+        params.push(Param::Int(q.max_users as i64));
+        let mut cond = String::new();
+        for (col, want) in [
+            ("project", &sel.project),
+            ("service", &sel.service),
+            ("model", &sel.model),
+            ("operation", &sel.operation),
+        ] {
+            if let Some(w) = want {
+                cond.push_str(&format!(" AND {col} = ?"));
+                params.push(Param::Str(w.clone()));
+            }
+        }
+        // Event time is the call's end (as the replay's): in the period; its start before the
+        // replay's start (the replay reads `timestamp >= from`). Calls last less than a day.
+        params.extend([
+            Param::Int(q.period_start_ms - 86_400_000),
+            Param::Int(replay_from_ms),
+            Param::Int(q.period_start_ms),
+            Param::Int(cut_ns),
+            Param::Int(limit as i64),
+        ]);
+        let pin =
+            |want: &Option<String>, col: &'static str| if want.is_some() { col } else { "''" };
+        parts.push(format!(
+            "SELECT * FROM (SELECT toUInt32(?) AS policy, project, k_service, k_model, k_operation, \
+             if(k_user_in = '' OR rn <= ?, k_user_in, '{OTHER_USER}') AS k_user, \
+             sum(inner_usd) AS usd, toUInt64(sum(inner_calls)) AS calls FROM (\
+             SELECT project, k_service, k_model, k_operation, k_user AS k_user_in, inner_usd, \
+             inner_calls, row_number() OVER (ORDER BY k_user = '', inner_usd DESC, k_user) AS rn \
+             FROM (SELECT project, {s} AS k_service, {m} AS k_model, {o} AS k_operation, \
+             {u} AS k_user, sum(ifNull(cost_usd, 0)) AS inner_usd, count() AS inner_calls \
+             FROM llm_calls FINAL WHERE isNotNull(cost_usd){cond} \
+             AND timestamp >= fromUnixTimestamp64Milli(toInt64(?)) \
+             AND timestamp < fromUnixTimestamp64Milli(toInt64(?)) \
+             AND toInt64(toUnixTimestamp64Milli(timestamp)) + toInt64(intDiv(duration_ns, 1000000)) >= toInt64(?) \
+             AND received_at < fromUnixTimestamp64Nano(toInt64(?)) \
+             GROUP BY project, k_service, k_model, k_operation, k_user)) \
+             GROUP BY project, k_service, k_model, k_operation, k_user LIMIT ?)",
+            s = pin(&sel.service, "service"),
+            m = pin(&sel.model, "model"),
+            o = pin(&sel.operation, "operation"),
+            u = if q.per_user { "user_id" } else { "''" },
+        ));
+    }
+    (parts.join(" UNION ALL "), params)
+}
+
+/// A bound parameter of a generated query.
+#[derive(Debug, Clone, PartialEq)]
+enum Param {
+    Str(String),
+    Int(i64),
+}
+
+/// Period-to-date spend per spend series before the replay (see the module doc), one query;
+/// each policy's part is capped at `limit` rows (the detector's `max_keys`).
+pub async fn period_spend(
+    client: &Client,
+    queries: &[SpendSeedQuery],
+    replay_from_ms: i64,
+    cut_ns: i64,
+    limit: u64,
+) -> clickhouse::error::Result<Vec<SpendSeed>> {
+    if queries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (sql, params) = period_spend_sql(queries, replay_from_ms, cut_ns, limit);
+    let mut q = client.query(&sql);
+    for p in params {
+        q = match p {
+            Param::Str(s) => q.bind(s),
+            Param::Int(i) => q.bind(i),
+        };
+    }
+    let rows: Vec<SeedRow> = q.fetch_all().await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| SpendSeed {
+            policy: r.policy as usize,
+            key: SliKey {
+                project: r.project,
+                service: r.k_service,
+                model: r.k_model,
+                operation: r.k_operation,
+            },
+            user: r.k_user,
+            usd: r.usd,
+            calls: r.calls,
+        })
+        .collect())
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -342,4 +470,66 @@ pub async fn lookup_keys(
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slo::Selector;
+
+    /// The generated seed query with its parameters inlined (what ClickHouse runs).
+    pub(crate) fn inlined(sql: &str, params: &[Param]) -> String {
+        let mut out = String::new();
+        let mut it = params.iter();
+        for (i, piece) in sql.split('?').enumerate() {
+            if i > 0 {
+                match it.next() {
+                    Some(Param::Str(s)) => out.push_str(&format!("'{}'", s.replace('\'', "\\'"))),
+                    Some(Param::Int(n)) => out.push_str(&n.to_string()),
+                    None => panic!("more placeholders than parameters"),
+                }
+            }
+            out.push_str(piece);
+        }
+        assert!(it.next().is_none(), "more parameters than placeholders");
+        out
+    }
+
+    #[test]
+    fn the_seed_query_binds_every_placeholder() {
+        let q = |policy, per_user, selector| SpendSeedQuery {
+            policy,
+            selector,
+            per_user,
+            max_users: 7,
+            period_start_ms: 1_000,
+        };
+        let queries = [
+            q(0, false, Selector::default()),
+            q(
+                3,
+                true,
+                Selector {
+                    project: Some("acme".into()),
+                    model: Some("gpt-4o".into()),
+                    ..Selector::default()
+                },
+            ),
+        ];
+        let (sql, params) = period_spend_sql(&queries, 5_000, 9_000_000_000, 100);
+        let text = inlined(&sql, &params);
+        assert_eq!(text.matches("UNION ALL").count(), 1);
+        assert!(text.contains("toUInt32(3) AS policy"), "{text}");
+        assert!(
+            text.contains("AND project = 'acme' AND model = 'gpt-4o'"),
+            "{text}"
+        );
+        assert!(text.contains("model AS k_model"), "{text}");
+        assert!(text.contains("'' AS k_service"), "{text}");
+        assert!(text.contains("user_id AS k_user"), "{text}");
+        assert!(text.contains("rn <= 7"), "{text}");
+        if let Ok(path) = std::env::var("FLYWHEEL_PRINT_SEED_SQL") {
+            std::fs::write(path, text).unwrap();
+        }
+    }
 }

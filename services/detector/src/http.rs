@@ -3,8 +3,9 @@
 //!
 //! - `GET /v1/slos`: per SLO and key, the SLI over the SLO window, each rule's burn rates and
 //!   the error budget left (the last evaluation's snapshot); under `cost`, per cost policy and
-//!   key, the spend projection or the change detector's last verdict; under `latency`, per
-//!   key, p50 / p90 / p99 of duration, TTFT and TPOT over the last 5 minutes.
+//!   key (and user, for `per: user` spend policies), the spend projection or the change
+//!   detector's last verdict; under `latency`, per key, p50 / p90 / p99 of duration, TTFT and
+//!   TPOT over the last 5 minutes.
 //! - `GET /v1/alerts`: alerts firing now, and recent history (ClickHouse `alerts`, else the
 //!   resolutions this process saw).
 //!
@@ -206,7 +207,8 @@ pub fn export_latency_gauges(m: &Metrics, slos: &[Slo], views: &[LatencyView]) {
 }
 
 /// Sets the per-policy cost gauges from the last evaluation: highest projected spend over
-/// budget and spend rate per spend policy, highest CUSUM per change policy (bounded by the file).
+/// budget and spend rate per spend policy, highest CUSUM per change policy (bounded by the file);
+/// and the per-policy count of calls folded into `(other)` user series.
 pub fn export_cost_gauges(m: &Metrics, views: &[CostView]) {
     let mut max: BTreeMap<(&str, &str), f64> = BTreeMap::new();
     for v in views {
@@ -223,6 +225,18 @@ pub fn export_cost_gauges(m: &Metrics, views: &[CostView]) {
         );
         up("rate", v.rate_usd_per_hour);
         up("cusum", v.cusum);
+    }
+    // The `(other)` views carry their policy's running count of folded calls.
+    let mut folded: BTreeMap<&str, u64> = BTreeMap::new();
+    for v in views {
+        if let Some(n) = v.folded_calls {
+            let e = folded.entry(v.policy.as_str()).or_default();
+            *e = (*e).max(n);
+        }
+    }
+    for (name, n) in folded {
+        let c = m.cost_user_folded.with_label_values(&[name]);
+        c.inc_by(n.saturating_sub(c.get()));
     }
     for ((gauge, name), x) in max {
         let g = match gauge {

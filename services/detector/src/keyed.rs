@@ -45,6 +45,9 @@ pub enum SliEvent {
         cost_usd: Option<f64>,
         #[serde(default)]
         tokens: Option<u64>,
+        /// The end user, for per-user spend policies (absent: none).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        user: String,
     },
     Feedback {
         key: Key,
@@ -93,9 +96,10 @@ impl From<Key> for SliKey {
 }
 
 impl SliEvent {
-    pub fn call(key: &SliKey, ts_ms: i64, e: &CallEvent) -> Self {
+    pub fn call(key: &SliKey, user: &str, ts_ms: i64, e: &CallEvent) -> Self {
         Self::Call {
             key: key.into(),
+            user: user.to_string(),
             ts_ms,
             error: e.error,
             duration_ms: e.duration_ms,
@@ -377,6 +381,7 @@ impl Loop {
                 tpot_ms,
                 cost_usd,
                 tokens,
+                user,
             } => {
                 let ev = crate::sli::CallEvent {
                     error,
@@ -386,7 +391,10 @@ impl Loop {
                     cost_usd,
                     tokens,
                 };
-                ("call", self.engine.record_call(&key.into(), ts_ms, &ev))
+                (
+                    "call",
+                    self.engine.record_call(&key.into(), &user, ts_ms, &ev),
+                )
             }
             SliEvent::Feedback {
                 key,
@@ -434,6 +442,7 @@ mod tests {
         };
         let call = SliEvent::call(
             &key,
+            "u-1",
             5,
             &CallEvent {
                 error: true,

@@ -26,7 +26,7 @@
 //! | [`window`] | event-time bucketed counters per key: watermark, bounded lateness, bounded memory, mergeable |
 //! | [`sli`] | what a call, feedback item or signal adds to each SLI; an SLO's status for a key |
 //! | [`burn`] | burn rate, budget remaining, multiwindow rules, minimum detection time, hysteresis |
-//! | [`cost`] | spend-rate projection against a budget; change detection of cost / tokens per call; [`cost::series`]: the cost policies' state per key in the running engine |
+//! | [`cost`] | spend-rate projection against a budget; change detection of cost / tokens per call; [`cost::series`]: the cost policies' state per key (and user) in the running engine, seeded at start-up with the period's spend |
 //! | [`alert`] | alert state machine and the Alertmanager v2, Alertmanager webhook and Slack bodies |
 //! | [`sketch`] | latency quantiles per key from mergeable DDSketches |
 //! | [`latency`] | the sketches fed with every call's duration, TTFT and TPOT per key; p50 / p90 / p99 for `GET /v1/slos` |
@@ -100,7 +100,8 @@ pub mod window;
 pub use config::DetectorConfig;
 pub use run::{run, DetectorError};
 
-/// The dimensions an SLI is computed per.
+/// The dimensions an SLI is computed per. The end user is not one (SLO series never multiply
+/// by user): only `per: user` spend policies use it ([`extract::Call::user`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SliKey {
     pub project: String,

@@ -29,6 +29,8 @@ pub const SLO_LATENCY_P99: &str = "flywheel_detector_slo_latency_p99_max_ms";
 pub const COST_BUDGET_RATIO: &str = "flywheel_detector_cost_projected_budget_ratio_max";
 pub const COST_SPEND_RATE: &str = "flywheel_detector_cost_spend_usd_per_hour_max";
 pub const COST_CHANGE_CUSUM: &str = "flywheel_detector_cost_change_cusum_max";
+pub const COST_USER_FOLDED: &str = "flywheel_detector_cost_user_folded_calls_total";
+pub const SEEDED_SPEND_SERIES: &str = "flywheel_detector_seeded_spend_series";
 
 /// Event kinds (the `kind` label).
 pub const KINDS: [&str; 3] = ["call", "feedback", "signal"];
@@ -85,6 +87,11 @@ pub struct Metrics {
     pub cost_spend_rate: GaugeVec,
     /// Highest CUSUM among the keys of a change policy (alerts above its decision threshold).
     pub cost_change_cusum: GaugeVec,
+    /// Calls of users past a `per: user` spend policy's `max_users`, counted in its `(other)`
+    /// series, per policy.
+    pub cost_user_folded: IntCounterVec,
+    /// Spend series seeded with their period-to-date spend from ClickHouse at start-up.
+    pub seeded_spend_series: IntGauge,
     /// Stored calls, feedback and signals replayed at start-up.
     pub rebuilt_events: IntGauge,
     /// Firing alerts restored from history at start-up.
@@ -193,6 +200,17 @@ impl Metrics {
                 ),
                 &["policy"],
             )?,
+            cost_user_folded: IntCounterVec::new(
+                Opts::new(
+                    COST_USER_FOLDED,
+                    "Calls of users past max_users counted in the (other) series, per spend policy.",
+                ),
+                &["policy"],
+            )?,
+            seeded_spend_series: IntGauge::new(
+                SEEDED_SPEND_SERIES,
+                "Spend series seeded with their period-to-date spend at start-up.",
+            )?,
             rebuilt_events: IntGauge::new(
                 REBUILT_EVENTS,
                 "Stored calls, feedback and signals replayed at start-up.",
@@ -222,6 +240,8 @@ impl Metrics {
         registry.register(Box::new(m.cost_budget_ratio.clone()))?;
         registry.register(Box::new(m.cost_spend_rate.clone()))?;
         registry.register(Box::new(m.cost_change_cusum.clone()))?;
+        registry.register(Box::new(m.cost_user_folded.clone()))?;
+        registry.register(Box::new(m.seeded_spend_series.clone()))?;
         for kind in KINDS {
             for outcome in OUTCOMES {
                 m.events.with_label_values(&[kind, outcome]);

@@ -213,7 +213,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Restores firing alerts, then replays stored events of the longest alerting window.
+/// Restores firing alerts, seeds spend series with their period's spend before the replay,
+/// then replays stored events of the longest alerting window.
 async fn rebuild(
     d: &mut Loop,
     ch: &clickhouse::Client,
@@ -226,6 +227,20 @@ async fn rebuild(
         d.engine.restore(alert, last_sent_ms);
     }
     let from = cut_ms - longest.as_millis() as i64 - d.cfg.lateness_ms as i64;
+    // Spend before the replay's start in each spend policy's current period (a month is longer
+    // than the replayed window): folded into the series first, the replay adds the rest.
+    let queries = d.engine.cost_mut().seed_queries(cut_ms, from);
+    let seed = history::period_spend(
+        ch,
+        &queries,
+        from,
+        cut_ms * 1_000_000,
+        d.cfg.max_keys as u64,
+    )
+    .await
+    .map_err(DetectorError::History)?;
+    let seeded = d.engine.cost_mut().seed(cut_ms, seed);
+    d.metrics.seeded_spend_series.set(seeded as i64);
     let events = history::stored_events(ch, from, cut_ms * 1_000_000)
         .await
         .map_err(DetectorError::History)?;
@@ -236,6 +251,7 @@ async fn rebuild(
                 key,
                 event,
                 subject,
+                user,
             } => {
                 let call = crate::extract::Call {
                     key,
@@ -244,6 +260,7 @@ async fn rebuild(
                     trace_id: subject.trace_id,
                     span_id: subject.span_id,
                     conversation_id: subject.conversation_id,
+                    user,
                 };
                 d.engine.call(&call);
             }
@@ -285,6 +302,7 @@ async fn rebuild(
     tracing::info!(
         restored_alerts = restored,
         events = n,
+        seeded_spend_series = seeded,
         window = %longest,
         "state rebuilt from ClickHouse history"
     );

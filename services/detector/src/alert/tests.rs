@@ -337,13 +337,23 @@ fn cost_alert_texts() {
         ratio: 1.32,
         alert: true,
     };
-    let a = describe_spend("acme-daily-spend", &key(), "day", &p);
+    let a = describe_spend("acme-daily-spend", &key(), None, "day", &p);
     assert_eq!(
         a["summary"],
         "acme-daily-spend: projected $660.00 of the $500.00 day budget (132%) for acme"
     );
     assert!(
         a["description"].contains("$300.00 spent this day, spending $30.00/h now"),
+        "{}",
+        a["description"]
+    );
+    let a = describe_spend("per-user", &key(), Some("u-7"), "day", &p);
+    assert_eq!(
+        a["summary"],
+        "per-user: projected $660.00 of the $500.00 day budget (132%) for user u-7 of acme"
+    );
+    assert!(
+        a["description"].contains("operation=chat user=u-7: $300.00 spent"),
         "{}",
         a["description"]
     );

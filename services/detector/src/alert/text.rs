@@ -169,32 +169,44 @@ pub fn calls_url(api_url: &str, key: &SliKey, (from, to): (i64, i64)) -> String 
     )
 }
 
-/// `summary` and `description` of a spend-rate alert.
+/// `summary` and `description` of a spend-rate alert; `user` for `per: user` policies.
 pub fn describe_spend(
     policy: &str,
     key: &SliKey,
+    user: Option<&str>,
     period: &str,
     p: &crate::cost::SpendProjection,
 ) -> Labels {
     let mut a = Labels::new();
+    let whom = match user {
+        Some(u) => format!("user {u} of {}", key.project),
+        None => key.project.clone(),
+    };
     a.insert(
         "summary".into(),
         format!(
-            "{policy}: projected ${:.2} of the ${:.2} {period} budget ({}) for {}",
+            "{policy}: projected ${:.2} of the ${:.2} {period} budget ({}) for {whom}",
             p.projected_usd,
             p.budget_usd,
             pct(p.ratio),
-            key.project
         ),
     );
+    let user = user.map(|u| format!(" user={u}")).unwrap_or_default();
     a.insert(
         "description".into(),
         format!(
-            "Cost policy {policy} for project={} service={} model={} operation={}: ${:.2} spent this \
-             {period}, spending ${:.2}/h now, projected ${:.2} by the end of the {period} against a \
-             budget of ${:.2} ({}).",
-            key.project, key.service, key.model, key.operation, p.spent_usd, p.rate_usd_per_hour,
-            p.projected_usd, p.budget_usd, pct(p.ratio)
+            "Cost policy {policy} for project={} service={} model={} operation={}{user}: ${:.2} \
+             spent this {period}, spending ${:.2}/h now, projected ${:.2} by the end of the \
+             {period} against a budget of ${:.2} ({}).",
+            key.project,
+            key.service,
+            key.model,
+            key.operation,
+            p.spent_usd,
+            p.rate_usd_per_hour,
+            p.projected_usd,
+            p.budget_usd,
+            pct(p.ratio)
         ),
     );
     a

@@ -4,11 +4,23 @@
 //! [`CostEval`] into an observation of the same alert tracker the SLOs use.
 //!
 //! - **Spend** (`spend:` policies): one series per policy and project (budgets never mix
-//!   projects), narrowed to the service / model / operation its selector pins. Spend is kept
-//!   in 10 s buckets over the lookback; older buckets fold into one running sum for their
-//!   budget period. Spent in the period and spent over the lookback, both up to the closed end,
-//!   go to [`super::project_spend`]. The alert's score is `projected / budget` against
-//!   `alert_at`.
+//!   projects), narrowed to the service / model / operation its selector pins, and with
+//!   `per: user` per end user too (`llm_calls.user_id`; calls without one under user `""`,
+//!   shown as `(none)`). Each series is judged against the whole budget: a per-user budget.
+//!   A per-user policy holds at most `max_users` user series; calls of later users go to one
+//!   series per project (and pins), user [`OTHER_USER`], and are counted
+//!   ([`CostView::folded_calls`], metric `flywheel_detector_cost_user_folded_calls_total`),
+//!   never dropped. Spend is kept in 10 s buckets over the lookback; older buckets fold into
+//!   one running sum for their budget period. Spent in the period and spent over the lookback,
+//!   both up to the closed end, go to [`super::project_spend`]. The alert's score is
+//!   `projected / budget` against `alert_at`. A series lives (and a user series counts
+//!   against `max_users`) while it holds spend of the current period or of the lookback.
+//!
+//!   Start-up seeds the period's sum from ClickHouse ([`CostState::seed_queries`],
+//!   `history::period_spend`, [`CostState::seed`]): the spend of calls whose event time is in
+//!   the period and whose start is before the replay's start, folded into each series' period
+//!   sum; the replay of the longest window adds the rest, so a monthly budget sees the whole
+//!   month after a restart and nothing is counted twice.
 //! - **Change** (`change:` policies): one [`super::ChangeDetector`] per policy and SLI key;
 //!   calls are summed per interval, and every interval that closed is fed in order (empty ones
 //!   add nothing). Calls without the metric (unpriced model, no token counts) are skipped. The
@@ -26,7 +38,7 @@ use super::{period_bounds, project_spend, ChangeDetector, ChangeVerdict};
 use crate::alert::{self, Labels};
 use crate::sli::CallEvent;
 use crate::slo::{
-    AlertPolicy, BudgetPeriod, ChangePolicy, CostMetric, CostPolicy, Selector, Severity,
+    AlertPolicy, BudgetPeriod, ChangePolicy, CostMetric, CostPolicy, Selector, Severity, SpendPer,
     SpendPolicy,
 };
 use crate::SliKey;
@@ -34,10 +46,30 @@ use crate::SliKey;
 /// Spend bucket width (the finest window tier).
 const BUCKET_MS: i64 = 10_000;
 
+/// The user of the series that calls of users past a policy's `max_users` share.
+pub const OTHER_USER: &str = "(other)";
+/// How the user `""` (calls without one) reads in labels, annotations and `GET /v1/slos`.
+pub const NO_USER: &str = "(none)";
+
+/// A user as labels show it.
+pub fn user_label(user: &str) -> &str {
+    if user.is_empty() {
+        NO_USER
+    } else {
+        user
+    }
+}
+
+/// A spend series: the policy's index, the key (project and what the selector pins) and the
+/// user (`""` unless `per: user`).
+type SpendId = (usize, SliKey, String);
+
 /// One cost policy for one key, evaluated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostEval {
     pub key: SliKey,
+    /// `per: user` spend policies: the series' user (`(none)`, `(other)` included).
+    pub user: Option<String>,
     pub policy: String,
     pub severity: Severity,
     pub labels: Labels,
@@ -66,6 +98,14 @@ pub struct CostView {
     pub service: String,
     pub model: String,
     pub operation: String,
+    /// `per: user` spend policies: the user (`(none)` for calls without one, `(other)` for
+    /// users past `max_users`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The `(other)` series: calls of users past `max_users` folded into it so far (by the
+    /// policy, since start-up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folded_calls: Option<u64>,
     /// Spend: spent this period, spend rate now, projected spend and budget (USD).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spent_usd: Option<f64>,
@@ -94,15 +134,14 @@ pub struct CostView {
 struct Spend {
     /// Bucket start -> USD, from the lookback's start on.
     buckets: BTreeMap<i64, f64>,
-    /// Buckets before `horizon`, summed for their period: (period start, USD).
+    /// Buckets before `horizon`, summed for their period: (period start, USD). Start-up seeds
+    /// it with the period's spend before the replay.
     folded: Option<(i64, f64)>,
     horizon: i64,
-    last_ts: i64,
 }
 
 impl Spend {
     fn record(&mut self, period: BudgetPeriod, ts_ms: i64, usd: f64) -> bool {
-        self.last_ts = self.last_ts.max(ts_ms);
         let b = ts_ms.div_euclid(BUCKET_MS) * BUCKET_MS;
         if b >= self.horizon {
             *self.buckets.entry(b).or_default() += usd;
@@ -211,9 +250,13 @@ pub struct CostState {
     policies: Vec<CostPolicy>,
     /// Cost alerts resolve once their score stayed under the factor for the default hold.
     alerting: AlertPolicy,
-    spend: HashMap<(usize, SliKey), Spend>,
+    spend: HashMap<SpendId, Spend>,
     change: HashMap<(usize, SliKey), Change>,
     max_keys: usize,
+    /// Per policy: user series held (not `""` nor [`OTHER_USER`]), against `max_users`.
+    users: Vec<usize>,
+    /// Per policy: calls folded into [`OTHER_USER`] since start-up.
+    folded: Vec<u64>,
     /// Events dropped as late or over `max_keys` (per series).
     pub late: u64,
     pub overflow: u64,
@@ -239,6 +282,8 @@ fn spend_key(sel: &Selector, k: &SliKey) -> SliKey {
 impl CostState {
     pub fn new(policies: Vec<CostPolicy>, max_keys: usize) -> Self {
         Self {
+            users: vec![0; policies.len()],
+            folded: vec![0; policies.len()],
             policies,
             alerting: AlertPolicy {
                 resolve_below: 1.0,
@@ -253,6 +298,86 @@ impl CostState {
     pub fn reset(&mut self) {
         self.spend.clear();
         self.change.clear();
+        self.users.iter_mut().for_each(|u| *u = 0);
+    }
+
+    /// The spend series of `user`'s calls under spend policy `i`: its own, or past
+    /// `max_users` new users the policy's [`OTHER_USER`] series (`true`: folded).
+    fn spend_id(&self, i: usize, sp: &SpendPolicy, key: SliKey, user: &str) -> (SpendId, bool) {
+        if sp.per == SpendPer::Project {
+            return ((i, key, String::new()), false);
+        }
+        let id = (i, key, user.to_string());
+        if is_user(user) && self.users[i] >= sp.max_users && !self.spend.contains_key(&id) {
+            return ((id.0, id.1, OTHER_USER.to_string()), true);
+        }
+        (id, false)
+    }
+
+    /// Opens a spend series, `None` over `max_keys` (counted).
+    fn open_spend(&mut self, id: SpendId) -> Option<&mut Spend> {
+        if !self.spend.contains_key(&id) {
+            if self.spend.len() + self.change.len() >= self.max_keys {
+                self.overflow += 1;
+                return None;
+            }
+            if is_user(&id.2) {
+                self.users[id.0] += 1;
+            }
+        }
+        Some(self.spend.entry(id).or_default())
+    }
+
+    /// What start-up asks ClickHouse for: per spend policy whose current period (at `now_ms`)
+    /// began before the replay's start, the spend of `[period start, replay_from_ms)`.
+    pub fn seed_queries(&self, now_ms: i64, replay_from_ms: i64) -> Vec<SpendSeedQuery> {
+        self.policies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let sp = &p.spend.as_ref()?.value;
+                let period_start_ms = period_bounds(sp.period, now_ms).0;
+                (period_start_ms < replay_from_ms).then(|| SpendSeedQuery {
+                    policy: i,
+                    selector: p.selector.clone(),
+                    per_user: sp.per == SpendPer::User,
+                    max_users: sp.max_users,
+                    period_start_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// Folds the period-to-date spend read at start-up (before the replay) into the spend
+    /// series' period sums; returns the series seeded.
+    pub fn seed(&mut self, now_ms: i64, rows: Vec<SpendSeed>) -> usize {
+        let mut n = 0;
+        for r in rows {
+            let Some(sp) = self
+                .policies
+                .get(r.policy)
+                .and_then(|p| p.spend.as_ref())
+                .map(|s| s.value.clone())
+            else {
+                continue;
+            };
+            // The query already folded users past the cap into `(other)`; its calls count as
+            // folded, like those of a user folded here.
+            let (id, _) = self.spend_id(r.policy, &sp, r.key, &r.user);
+            if id.2 == OTHER_USER {
+                self.folded[r.policy] += r.calls;
+            }
+            let ps = period_bounds(sp.period, now_ms).0;
+            let Some(series) = self.open_spend(id) else {
+                continue;
+            };
+            series.folded = match series.folded {
+                Some((p, sum)) if p == ps => Some((ps, sum + r.usd)),
+                _ => Some((ps, r.usd)),
+            };
+            n += 1;
+        }
+        n
     }
 
     pub fn is_empty(&self) -> bool {
@@ -264,29 +389,28 @@ impl CostState {
         &self.alerting
     }
 
-    /// Counts one call for every cost policy that selects `key`.
-    pub fn record(&mut self, key: &SliKey, ts_ms: i64, e: &CallEvent) {
+    /// Counts one call (of end user `user`, `""` for none) for every cost policy that
+    /// selects `key`.
+    pub fn record(&mut self, key: &SliKey, user: &str, ts_ms: i64, e: &CallEvent) {
         let held = self.spend.len() + self.change.len();
-        for (i, p) in self.policies.iter().enumerate() {
+        for i in 0..self.policies.len() {
+            let p = &self.policies[i];
             if !p.selector.matches(key) {
                 continue;
             }
             let counted = if let Some(s) = &p.spend {
                 let Some(usd) = e.cost_usd else { continue };
-                let k = (i, spend_key(&p.selector, key));
-                match self.spend.get_mut(&k) {
-                    Some(series) => series.record(s.value.period, ts_ms, usd),
-                    None if held >= self.max_keys => {
-                        self.overflow += 1;
-                        continue;
-                    }
-                    None => self
-                        .spend
-                        .entry(k)
-                        .or_default()
-                        .record(s.value.period, ts_ms, usd),
+                let sp = s.value.clone();
+                let sk = spend_key(&p.selector, key);
+                let (id, folded) = self.spend_id(i, &sp, sk, user);
+                if folded {
+                    self.folded[i] += 1;
                 }
-            } else if let Some(c) = &p.change {
+                match self.open_spend(id) {
+                    Some(series) => series.record(sp.period, ts_ms, usd),
+                    None => continue,
+                }
+            } else if let Some(c) = &self.policies[i].change {
                 let v = match c.value.metric {
                     CostMetric::CostPerCall => e.cost_usd,
                     CostMetric::TokensPerCall => e.tokens.map(|t| t as f64),
@@ -314,10 +438,25 @@ impl CostState {
     /// and key.
     pub fn evaluate(&mut self, end_ms: i64) -> Vec<CostEval> {
         let mut out = Vec::new();
-        // A spend series idle for a day holds nothing of the current period: forget it.
-        self.spend
-            .retain(|_, s| !(s.buckets.is_empty() && end_ms - s.last_ts > 86_400_000));
-        for ((i, key), s) in &mut self.spend {
+        // A spend series without spend of the current period (a new day, a new month): forget it.
+        let policies = &self.policies;
+        let before = self.spend.len();
+        self.spend.retain(|(i, _, _), s| {
+            let current = policies[*i]
+                .spend
+                .as_ref()
+                .map(|sp| period_bounds(sp.period, end_ms).0);
+            !s.buckets.is_empty() || s.folded.is_some_and(|f| Some(f.0) == current)
+        });
+        if self.spend.len() != before {
+            self.users.iter_mut().for_each(|u| *u = 0);
+            for (i, _, user) in self.spend.keys() {
+                if is_user(user) {
+                    self.users[*i] += 1;
+                }
+            }
+        }
+        for ((i, key, user), s) in &mut self.spend {
             let p = &self.policies[*i];
             let Some(sp) = &p.spend else { continue };
             let sp = &sp.value;
@@ -328,12 +467,18 @@ impl CostState {
                 BudgetPeriod::Month => "month",
             };
             let name = &p.name.value;
+            let user = (sp.per == SpendPer::User).then(|| user_label(user).to_string());
+            let mut labels = alert::labels_named(alert::ALERTNAME_SPEND, name, key, p.severity);
+            if let Some(u) = &user {
+                labels.insert("user".into(), u.clone());
+            }
             out.push(CostEval {
                 key: key.clone(),
+                user: user.clone(),
                 policy: name.clone(),
                 severity: p.severity,
-                labels: alert::labels_named(alert::ALERTNAME_SPEND, name, key, p.severity),
-                annotations: alert::describe_spend(name, key, period, &proj),
+                labels,
+                annotations: alert::describe_spend(name, key, user.as_deref(), period, &proj),
                 breaching: proj.alert,
                 score: proj.ratio,
                 factor: sp.alert_at,
@@ -341,6 +486,11 @@ impl CostState {
                 budget_remaining: (1.0 - spent / sp.budget_usd).max(0.0),
                 range_ms: (end_ms - sp.lookback.as_millis() as i64, end_ms),
                 view: CostView {
+                    folded_calls: user
+                        .as_deref()
+                        .filter(|u| *u == OTHER_USER)
+                        .map(|_| self.folded[*i]),
+                    user,
                     spent_usd: Some(proj.spent_usd),
                     rate_usd_per_hour: Some(proj.rate_usd_per_hour),
                     projected_usd: Some(proj.projected_usd),
@@ -363,6 +513,7 @@ impl CostState {
             let name = &p.name.value;
             out.push(CostEval {
                 key: key.clone(),
+                user: None,
                 policy: name.clone(),
                 severity: p.severity,
                 labels: alert::labels_named(alert::ALERTNAME_COST_CHANGE, name, key, p.severity),
@@ -384,9 +535,39 @@ impl CostState {
                 },
             });
         }
-        out.sort_by(|a, b| (&a.policy, &a.key).cmp(&(&b.policy, &b.key)));
+        out.sort_by(|a, b| (&a.policy, &a.key, &a.user).cmp(&(&b.policy, &b.key, &b.user)));
         out
     }
+}
+
+/// A user that counts against `max_users` (not `""`, not [`OTHER_USER`]).
+fn is_user(user: &str) -> bool {
+    !user.is_empty() && user != OTHER_USER
+}
+
+/// One spend policy's start-up query: spend of the calls it selects with event time from
+/// `period_start_ms` on and start before the replay's start, per project, the dimensions its
+/// selector pins, and (`per_user`) user, the top `max_users` users by spend each on their own,
+/// the rest as [`OTHER_USER`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpendSeedQuery {
+    pub policy: usize,
+    pub selector: Selector,
+    pub per_user: bool,
+    pub max_users: usize,
+    pub period_start_ms: i64,
+}
+
+/// One row of the start-up seed: the period's spend before the replay for one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpendSeed {
+    pub policy: usize,
+    /// Project and the pinned dimensions (the rest `""`).
+    pub key: SliKey,
+    /// `""` for `per: project` policies and calls without a user.
+    pub user: String,
+    pub usd: f64,
+    pub calls: u64,
 }
 
 impl CostView {
@@ -398,6 +579,8 @@ impl CostView {
             service: k.service.clone(),
             model: k.model.clone(),
             operation: k.operation.clone(),
+            user: None,
+            folded_calls: None,
             spent_usd: None,
             rate_usd_per_hour: None,
             projected_usd: None,

@@ -286,6 +286,9 @@ fn validate_cost(c: &At<CostPolicy>, p: &str) -> Result<(), Violation> {
             if !(s.alert_at.is_finite() && s.alert_at > 0.0) {
                 return Err(at(s, format!("{p}.spend.alert_at"), "must be positive"));
             }
+            if s.max_users == 0 {
+                return Err(at(s, format!("{p}.spend.max_users"), "must be positive"));
+            }
         }
         (None, Some(ch)) => {
             let f = format!("{p}.change");

@@ -310,6 +310,28 @@ pub struct SpendPolicy {
     /// Share of the budget the projection may reach.
     #[serde(default = "one")]
     pub alert_at: f64,
+    /// What one budget is for: the project (default) or each end user of it.
+    #[serde(default)]
+    pub per: SpendPer,
+    /// `per: user`: at most this many user series per policy; later users share one series,
+    /// user `(other)` (counted in `flywheel_detector_cost_user_folded_calls_total`).
+    #[serde(default = "default_max_users")]
+    pub max_users: usize,
+}
+
+/// What a spend budget is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpendPer {
+    /// One series per project (and whatever the selector pins).
+    #[default]
+    Project,
+    /// One series per project (and pins) and end user (`llm_calls.user_id`): a per-user budget.
+    User,
+}
+
+fn default_max_users() -> usize {
+    1000
 }
 
 fn default_lookback() -> Dur {

@@ -9,7 +9,7 @@ const EXAMPLE: &str = concat!(
 fn the_example_file_parses() {
     let f = load(std::path::Path::new(EXAMPLE)).unwrap();
     assert_eq!(f.slos.len(), 5);
-    assert_eq!(f.cost_policies.len(), 4);
+    assert_eq!(f.cost_policies.len(), 5);
 
     let ttft = &f.slos[0];
     assert_eq!(ttft.name.as_str(), "chat-gpt-4o-ttft");
@@ -68,6 +68,12 @@ fn the_example_file_parses() {
     );
     assert_eq!(f.cost_policies[0].severity, Severity::Ticket);
     assert_eq!(f.cost_policies[1].severity, Severity::Page);
+    assert_eq!((daily.per, daily.max_users), (SpendPer::Project, 1000));
+    let per_user = f.cost_policies[4].spend.as_ref().unwrap();
+    assert_eq!(
+        (per_user.per, per_user.max_users, per_user.budget_usd),
+        (SpendPer::User, 1000, 5.0)
+    );
     let ch = f.cost_policies[3].change.as_ref().unwrap();
     assert_eq!(ch.metric, CostMetric::TokensPerCall);
     assert_eq!(ch.value.interval, ChangePolicy::default().interval);
@@ -181,6 +187,13 @@ fn broken_files_name_line_and_field() {
             "unknown variant `week`",
         ),
         ("cost_policies:\n  - name: c\n    spend: { period: day, budget_usd: 0 }\n", 3, "cost_policies[0].spend.budget_usd", "positive"),
+        (
+            "cost_policies:\n  - name: c\n    spend: { period: day, budget_usd: 5, per: team }\n",
+            3,
+            "cost_policies[0].spend.per",
+            "unknown variant `team`",
+        ),
+        ("cost_policies:\n  - name: c\n    spend: { period: day, budget_usd: 5, per: user, max_users: 0 }\n", 3, "cost_policies[0].spend.max_users", "positive"),
         ("cost_policies:\n  - name: c\n    change: { interval: 1h, baseline: 2h }\n", 3, "cost_policies[0].change", "10 intervals"),
         // Top level.
         ("slo:\n  - name: a\n", 1, "slo", "unknown field `slo`"),

@@ -12,7 +12,7 @@ use super::value::{as_string, Attrs};
 use crate::pricing::{normalize_model, PriceTable, Usage};
 use flywheel_pricing::attrs::{
     CACHE_READ, CACHE_WRITE, CONVERSATION, FIRST_CHUNK_EVENTS, INPUT_TOKENS, MODEL_CALL_OPERATIONS,
-    OPERATION, OUTPUT_TOKENS, PROVIDER, REASONING, REQUEST_MODEL, RESPONSE_MODEL,
+    OPERATION, OUTPUT_TOKENS, PROVIDER, REASONING, REQUEST_MODEL, RESPONSE_MODEL, USER,
 };
 use flywheel_schema::rows::LlmCallRow;
 
@@ -26,13 +26,6 @@ const FINISH: &[&str] = &[
     "llm.finish_reason",
     "llm.response.finish_reason",
     "llm.response.stop_reason",
-];
-const USER: &[&str] = &[
-    "user.id",
-    "enduser.id",
-    "gen_ai.user",
-    "llm.user",
-    "traceloop.association.properties.user_id",
 ];
 /// Request parameters copied into `request_params`, by their name there.
 const PARAMS: &[(&str, &[&str])] = &[
