@@ -324,6 +324,27 @@ fn feedback(trace_id: &str, span_id: &str, thumbs_up: bool) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// Commits `group`'s offsets at the end of the span topic.
+fn commit_to_end(p: &Pipeline, group: &str) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &p.brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(20);
+    let md = c.fetch_metadata(Some(&p.topic), timeout).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for part in md.topics()[0].partitions() {
+        let (_, high) = c.fetch_watermarks(&p.topic, part.id(), timeout).unwrap();
+        tpl.add_partition_offset(&p.topic, part.id(), Offset::Offset(high))
+            .unwrap();
+    }
+    c.commit(&tpl, CommitMode::Sync).unwrap();
+}
+
 /// Feedback about calls the detector never saw live is attributed through a ClickHouse lookup,
 /// a regenerate signal about a live call through memory, and an item about an unknown call is
 /// counted as unattributed.
@@ -355,6 +376,9 @@ async fn feedback_and_signals_join_to_model_keys() {
     .await;
     p.wait_count("SELECT count() FROM llm_calls", 4, PROGRESS)
         .await;
+    // The detector's group starts after them: it never sees these calls live (else it would
+    // count them and join the feedback from memory, depending on when it reads them).
+    commit_to_end(&p, &format!("test-detector-{}", p.group));
     let config = detector_config_with(
         dir.path(),
         &p,
