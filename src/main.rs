@@ -280,8 +280,10 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
     }
     if services.contains(&Service::Api) {
         flywheel_api::register_readiness(&config.clickhouse, &readiness, shutdown.clone());
+        let mut api = config.api.clone();
+        api.resolve_detector_url(config.detector.listen);
         let (api, auth, clickhouse) = (
-            config.api.clone(),
+            api,
             config.auth.clone(),
             config.clickhouse.clone(),
         );
