@@ -51,7 +51,10 @@ try {
       if (!r.url().startsWith(new URL(url).origin)) foreign.push(r.url());
     });
     page.on("pageerror", (e) => errors.push(String(e)));
-    page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+    // The 401s before the key is entered are expected; any other console error is not.
+    page.on("console", (m) => {
+      if (m.type() === "error" && !/status of 401/.test(m.text())) errors.push(m.text());
+    });
 
     await page.goto(url, { waitUntil: "domcontentloaded", timeout: WAIT });
     // auth.required: the page asks once for a key and keeps it (the second pass has it).
