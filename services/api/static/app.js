@@ -55,6 +55,7 @@
   }
   function fmtMs(x) {
     if (!fin(x)) return "–";
+    if (x === 0) return "0";
     if (x >= 10000) return (x / 1000).toFixed(0) + " s";
     if (x >= 1000) return (x / 1000).toFixed(2) + " s";
     if (x >= 100) return x.toFixed(0) + " ms";
@@ -194,7 +195,7 @@
       ["Error ratio", fmtPct(errRatio, 2), fmtInt(errors) + " errors", errRatio > 0.05 ? "bad" : errRatio > 0.01 ? "warn" : "good"],
       ["Cost", fmtUsd(cost), calls > 0 ? fmtUsd(cost / calls) + " / call" : within, ""],
       ["Worst p95 TTFT", worst ? fmtMs(worst.ttft_ms.p95) : "–", worst ? worst.model : "no streamed calls", ""],
-      ["Negative feedback", fmtInt(negative), "thumbs down, low scores, regenerate, stop…", ""],
+      ["Negative feedback", fmtInt(negative), "explicit and implicit", ""],
       ["Alerts firing", firing === null ? "–" : String(firing), firingDetector !== null ? "from the detector" : "from alert history", firing > 0 ? "bad" : firing === 0 ? "good" : ""],
     ];
     kpis.replaceChildren(...tiles.map(([label, value, hint, cls]) =>
@@ -225,7 +226,12 @@
       return;
     }
     const rows = [...data.slos].sort((a, b) => (a.budget_remaining - b.budget_remaining) || a.slo.localeCompare(b.slo));
-    const keyOf = (v) => [v.model, v.operation, v.service].filter((x) => x && x !== "*").join(" · ") || "all";
+    // Service and operation shared by every row go to the title; the key column keeps the rest.
+    const same = (f) => rows.every((v) => v[f] === rows[0][f]);
+    const shared = ["service", "operation"].filter(same);
+    badge.textContent = (shared.length ? shared.map((f) => rows[0][f]).filter(Boolean).join(" · ") + " · " : "") + badge.textContent;
+    const keyOf = (v) => ["model", "operation", "service"].filter((f) => !shared.includes(f))
+      .map((f) => v[f]).filter((x) => x && x !== "*").join(" · ") || "all";
     const table = h("table", { class: "slos" },
       h("thead", {}, h("tr", {},
         h("th", {}, "SLO"), h("th", {}, "key"), h("th", { class: "n" }, "SLI"),
@@ -358,7 +364,7 @@
 
   // ---------- feedback ----------
   const NAMES = {
-    "feedback:thumbs": "👎 thumbs down", "signal:regenerate": "↻ regenerate", "signal:stop": "■ stop",
+    "feedback:thumbs": "▼ thumbs down", "signal:regenerate": "↻ regenerate", "signal:stop": "■ stop",
     "signal:edit": "✎ edit", "signal:abandon": "⤫ abandon", "signal:retry": "↻ retry", "signal:rephrase": "✎ rephrase",
   };
   function renderFeedback(data) {
@@ -408,12 +414,21 @@
     return {
       width, height: 150, legend: { show: false }, cursor: { drag: { x: false, y: false }, points: { size: 5 } },
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.15 : 1] } },
-      axes: [axis, Object.assign({}, axis, { size: 52, values: (u, vals) => vals.map(AXIS_FMT[id]) })],
+      axes: [Object.assign({}, axis, { values: (u, vals) => vals.map((v) => fmtTime(v, u)) }),
+        Object.assign({}, axis, { size: 52, values: (u, vals) => vals.map(AXIS_FMT[id]) })],
       series: [{}].concat(series.map(([label, color]) => ({
         label, stroke: css(color), width: 1.6, spanGaps: false, points: { show: false },
         fill: series.length === 1 ? css(color) + "22" : undefined,
       }))),
     };
+  }
+  // 24-hour clock; the date too when the range spans more than a day.
+  function fmtTime(sec, u) {
+    const d = new Date(sec * 1000);
+    const p = (n) => String(n).padStart(2, "0");
+    const hm = p(d.getHours()) + ":" + p(d.getMinutes());
+    const span = u.scales.x.max - u.scales.x.min;
+    return span > 86400 ? p(d.getMonth() + 1) + "-" + p(d.getDate()) + " " + hm : hm;
   }
   let lastSeries = null;
   function renderCharts(s) {
