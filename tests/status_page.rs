@@ -101,8 +101,14 @@ impl All {
             .arg("--config")
             .arg(config)
             .envs(p.env())
-            .env("FLYWHEEL_COLLECTOR__HTTP_LISTEN", format!("127.0.0.1:{http}"))
-            .env("FLYWHEEL_COLLECTOR__GRPC_LISTEN", format!("127.0.0.1:{grpc}"))
+            .env(
+                "FLYWHEEL_COLLECTOR__HTTP_LISTEN",
+                format!("127.0.0.1:{http}"),
+            )
+            .env(
+                "FLYWHEEL_COLLECTOR__GRPC_LISTEN",
+                format!("127.0.0.1:{grpc}"),
+            )
             .env("FLYWHEEL_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
             .env("FLYWHEEL_API__LISTEN", format!("127.0.0.1:{api}"))
             .env("RUST_LOG", "warn,flywheel=info")
@@ -279,14 +285,21 @@ async fn status_page_shows_simulated_traffic_slos_and_the_alert() {
         .as_array()
         .and_then(|a| a.iter().find(|e| e["slo"] == "availability"))
         .unwrap_or_else(|| {
-            let metrics = common::http_get_body(&format!("{}/metrics", all.admin)).unwrap_or_default();
+            let metrics =
+                common::http_get_body(&format!("{}/metrics", all.admin)).unwrap_or_default();
             let detector: Vec<&str> = metrics
                 .lines()
-                .filter(|l| l.starts_with("flywheel_detector_events_total") || l.starts_with("flywheel_detector_slo"))
+                .filter(|l| {
+                    l.starts_with("flywheel_detector_events_total")
+                        || l.starts_with("flywheel_detector_slo")
+                })
                 .collect();
             panic!("no availability alert in {alerts}\n{}", detector.join("\n"))
         });
-    assert!(alert["peak_short_burn_rate"].as_f64().unwrap() >= 5.0, "{alert}");
+    assert!(
+        alert["peak_short_burn_rate"].as_f64().unwrap() >= 5.0,
+        "{alert}"
+    );
     let slos = get_json(&format!("{}/v1/status/slos", all.api)).await;
     assert_eq!(slos["detector"]["status"], "ok", "{slos}");
 

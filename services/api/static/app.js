@@ -240,7 +240,7 @@
       h("tbody", {}, rows.map((v) => {
         const breaching = v.rules.some((r) => r.breaching);
         const budget = v.budget_remaining;
-        const bcls = budget < 0.1 ? "bad" : budget < 0.5 ? "warn" : "";
+        const bcls = budget <= 0 ? "bad spent" : budget < 0.1 ? "bad" : budget < 0.5 ? "warn" : "";
         const width = Math.max(0, Math.min(1, budget)) * 100;
         return h("tr", { "data-slo": v.slo, class: breaching ? "breaching" : "" },
           h("td", {}, breaching ? h("span", { class: "pill firing", title: "a rule is breaching" }, "burning") : null, " ", v.slo),
@@ -288,8 +288,9 @@
       });
     }
     if (!rows.length) {
-      root.replaceChildren(h("p", { class: "empty" }, "No alert in this period. "),
-        slos && slos.detector.status !== "ok" ? h("p", { class: "empty" }, "(detector not running: live alerts unavailable)") : null);
+      const down = slos && slos.detector.status !== "ok";
+      root.replaceChildren(h("p", { class: "empty" }, "No alert in this period." +
+        (down ? " The detector is not running: live alerts are unavailable." : "")));
       return;
     }
     const table = h("table", {},
@@ -431,8 +432,11 @@
     return span > 86400 ? p(d.getMonth() + 1) + "-" + p(d.getDate()) + " " + hm : hm;
   }
   let lastSeries = null;
-  function renderCharts(s) {
-    lastSeries = s;
+  function renderCharts(full) {
+    lastSeries = full;
+    // The bucket in progress would read as a drop: charts end at the last whole bucket.
+    const keep = Math.max(1, full.t.length - 1);
+    const s = Object.fromEntries(Object.entries(full).map(([k, v]) => [k, Array.isArray(v) ? v.slice(0, keep) : v]));
     const xs = s.t.map((t) => t / 1000);
     for (const [id, make] of Object.entries(CHARTS)) {
       const series = make(s);

@@ -69,10 +69,18 @@ mod tests {
         for (name, _, body) in FILES {
             assert!(!body.is_empty(), "{name}");
             if name != "uPlot.iife.min.js" {
-                assert!(!body.contains("http://") && !body.contains("https://"), "{name} fetches from elsewhere");
+                assert!(
+                    !body.contains("http://") && !body.contains("https://"),
+                    "{name} fetches from elsewhere"
+                );
             }
         }
-        for src in ["/status/app.js", "/status/app.css", "/status/uPlot.iife.min.js", "/status/uPlot.min.css"] {
+        for src in [
+            "/status/app.js",
+            "/status/app.css",
+            "/status/uPlot.iife.min.js",
+            "/status/uPlot.min.css",
+        ] {
             assert!(INDEX.contains(src), "{src}");
         }
         assert!(!INDEX.contains("//cdn") && !INDEX.contains("https://"));

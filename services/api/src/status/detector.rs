@@ -42,7 +42,12 @@ impl DetectorClient {
         Self { base, http }
     }
 
-    async fn get(&self, base: &str, path: &str, headers: &HeaderMap) -> Result<Value, DetectorStatus> {
+    async fn get(
+        &self,
+        base: &str,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Value, DetectorStatus> {
         let mut req = self.http.get(format!("{base}{path}"));
         for name in ["authorization", "x-api-key"] {
             if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
@@ -69,7 +74,10 @@ impl DetectorClient {
             .map_err(|e| failed("error", format!("unreadable answer: {e}")))?;
         if !code.is_success() {
             let message = body["message"].as_str().unwrap_or("").to_string();
-            return Err(failed("error", format!("{path} answered {code}: {message}")));
+            return Err(failed(
+                "error",
+                format!("{path} answered {code}: {message}"),
+            ));
         }
         Ok(body)
     }

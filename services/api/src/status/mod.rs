@@ -85,9 +85,7 @@ pub fn router<Q: StatusQueries>(state: Arc<StatusState<Q>>) -> Router {
 
 /// The JSON error body of the api: `{"code", "message", "param"?}`.
 fn error(m: &Metrics, code: ErrorCode, message: &str, param: Option<&str>) -> Response {
-    m.requests
-        .with_label_values(&[ROUTE, code.reason()])
-        .inc();
+    m.requests.with_label_values(&[ROUTE, code.reason()]).inc();
     let mut body = json!({"code": code.reason(), "message": message});
     if let Some(p) = param {
         body["param"] = p.into();
@@ -107,21 +105,31 @@ fn admit<Q>(
     headers: &HeaderMap,
     uri: &Uri,
     spec: Spec,
-) -> Result<(String, Params), Response> {
+) -> Result<(String, Params), Box<Response>> {
     let m = &state.metrics;
     let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let principal = state
         .auth
         .authorize(h("authorization"), h("x-api-key"), Action::Read)
-        .map_err(|e| match e {
-            AuthError::Forbidden(_) => error(m, ErrorCode::PermissionDenied, &e.to_string(), None),
-            _ => error(m, ErrorCode::Unauthenticated, &e.to_string(), None),
+        .map_err(|e| {
+            Box::new(match e {
+                AuthError::Forbidden(_) => {
+                    error(m, ErrorCode::PermissionDenied, &e.to_string(), None)
+                }
+                _ => error(m, ErrorCode::Unauthenticated, &e.to_string(), None),
+            })
         })?;
     let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
-        .map_err(|e| error(m, ErrorCode::Malformed, &e.body_text(), None))?
+        .map_err(|e| Box::new(error(m, ErrorCode::Malformed, &e.body_text(), None)))?
         .0;
-    let params = params::parse(&pairs, spec)
-        .map_err(|e| error(m, ErrorCode::Malformed, &e.to_string(), Some(&e.param)))?;
+    let params = params::parse(&pairs, spec).map_err(|e| {
+        Box::new(error(
+            m,
+            ErrorCode::Malformed,
+            &e.to_string(),
+            Some(&e.param),
+        ))
+    })?;
     Ok((principal.project.as_str().to_string(), params))
 }
 
@@ -130,38 +138,43 @@ async fn bounded<T>(
     state: &StatusState<impl Send + Sync>,
     what: &str,
     f: impl std::future::Future<Output = Result<T, QueryError>>,
-) -> Result<T, Response> {
+) -> Result<T, Box<Response>> {
     let m = &state.metrics;
-    match tokio::time::timeout(state.timeout, f).await {
-        Ok(Ok(v)) => Ok(v),
+    let failed = match tokio::time::timeout(state.timeout, f).await {
+        Ok(Ok(v)) => return Ok(v),
         Ok(Err(e @ QueryError::Unavailable(_))) => {
             tracing::warn!(query = what, error = %e, "status query failed");
-            Err(error(
+            error(
                 m,
                 ErrorCode::Unavailable,
                 "the store is unavailable; retry later",
                 None,
-            ))
+            )
         }
         Ok(Err(e)) => {
             tracing::warn!(query = what, error = %e, "status query failed");
-            Err(error(
+            error(
                 m,
                 ErrorCode::Internal,
                 "the query failed; the server log has the cause",
                 None,
-            ))
+            )
         }
         Err(_) => {
-            tracing::warn!(query = what, timeout_ms = state.timeout.as_millis() as u64, "status query timed out");
-            Err(error(
+            tracing::warn!(
+                query = what,
+                timeout_ms = state.timeout.as_millis() as u64,
+                "status query timed out"
+            );
+            error(
                 m,
                 ErrorCode::Unavailable,
                 "the query did not finish in time; retry later",
                 None,
-            ))
+            )
         }
-    }
+    };
+    Err(Box::new(failed))
 }
 
 fn now_ms() -> i64 {
@@ -183,7 +196,7 @@ macro_rules! try_or_return {
     ($e:expr) => {
         match $e {
             Ok(v) => v,
-            Err(response) => return response,
+            Err(response) => return *response,
         }
     };
 }
@@ -196,7 +209,12 @@ async fn models<Q: StatusQueries>(
     let (project, p) = try_or_return!(admit(&state, &headers, &uri, Spec::with_limit(20, 100)));
     let range = TimeRange::last_minutes(now_ms(), p.minutes);
     let rows = try_or_return!(
-        bounded(&state, "models", state.store.models(&project, range, p.limit)).await
+        bounded(
+            &state,
+            "models",
+            state.store.models(&project, range, p.limit)
+        )
+        .await
     );
     let mut body = head(&project, p, range);
     body["models"] = json!(rows);
@@ -206,9 +224,7 @@ async fn models<Q: StatusQueries>(
 /// The bucket width for a range of `minutes`: the smallest of a few round steps giving at most
 /// 120 buckets.
 pub fn step_ms(minutes: u32) -> i64 {
-    const STEPS_S: [i64; 12] = [
-        10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400,
-    ];
+    const STEPS_S: [i64; 12] = [10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400];
     let range_s = i64::from(minutes) * 60;
     let s = STEPS_S
         .iter()
@@ -358,7 +374,7 @@ async fn feedback<Q: StatusQueries>(
     let work = async {
         let (fb, sig) = store.negative_items(&project, range, p.limit).await?;
         let mut items: Vec<NegativeItem> = fb.into_iter().chain(sig).collect();
-        items.sort_by(|a, b| b.time_ms.cmp(&a.time_ms));
+        items.sort_by_key(|i| std::cmp::Reverse(i.time_ms));
         items.truncate(p.limit as usize);
         let traces: Vec<String> = {
             let mut t: Vec<String> = items.iter().map(|i| i.trace_id.clone()).collect();
@@ -395,7 +411,12 @@ async fn alerts<Q: StatusQueries>(
     let (project, p) = try_or_return!(admit(&state, &headers, &uri, Spec::with_limit(50, 200)));
     let range = TimeRange::last_minutes(now_ms(), p.minutes);
     let rows = try_or_return!(
-        bounded(&state, "alerts", state.store.alerts(&project, range, p.limit)).await
+        bounded(
+            &state,
+            "alerts",
+            state.store.alerts(&project, range, p.limit)
+        )
+        .await
     );
     let mut body = head(&project, p, range);
     body["alerts"] = json!(rows);

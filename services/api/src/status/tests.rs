@@ -2,7 +2,7 @@
 //! page reads. No I/O.
 
 use super::queries::{
-    AlertEpisode, CallBucket, CallBrief, ModelStats, NegativeBucket, NegativeItem, Quantiles,
+    AlertEpisode, CallBrief, CallBucket, ModelStats, NegativeBucket, NegativeItem, Quantiles,
 };
 use super::*;
 use axum::body::to_bytes;
@@ -124,12 +124,7 @@ impl StatusQueries for Fake {
         }])
     }
 
-    async fn alerts(
-        &self,
-        _: &str,
-        _: TimeRange,
-        _: u32,
-    ) -> Result<Vec<AlertEpisode>, QueryError> {
+    async fn alerts(&self, _: &str, _: TimeRange, _: u32) -> Result<Vec<AlertEpisode>, QueryError> {
         Ok(vec![AlertEpisode {
             fingerprint: "abc".into(),
             alertname: "FlywheelSLOBurnRate".into(),
@@ -154,7 +149,9 @@ fn state(required: bool, fail: bool) -> Arc<StatusState<Fake>> {
         ..AuthConfig::default()
     };
     config.keys.insert("secret-key-1".into(), "acme".into());
-    config.public_keys.insert("public-key-1".into(), "acme".into());
+    config
+        .public_keys
+        .insert("public-key-1".into(), "acme".into());
     Arc::new(StatusState {
         auth: Authenticator::new(&config).unwrap(),
         store: Fake { fail },
@@ -236,7 +233,10 @@ async fn keys_like_the_rest_of_the_api() {
     assert_eq!((status, v["code"].as_str()), (401, Some("unauthenticated")));
     let r = alerts(State(s.clone()), headers(Some("public-key-1")), uri(path)).await;
     let (status, v) = body(r).await;
-    assert_eq!((status, v["code"].as_str()), (403, Some("permission_denied")));
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (403, Some("permission_denied"))
+    );
     let r = alerts(State(s.clone()), headers(Some("secret-key-1")), uri(path)).await;
     let (status, v) = body(r).await;
     assert_eq!(status, 200);
@@ -297,7 +297,10 @@ async fn feedback_items_carry_their_call() {
         assert_eq!(i["answer"], "Sure.");
         let prompt = i["prompt"].as_str().unwrap();
         assert!(prompt.starts_with("Mail me at "), "{prompt}");
-        assert!(!prompt.contains("jane@example.com"), "not redacted: {prompt}");
+        assert!(
+            !prompt.contains("jane@example.com"),
+            "not redacted: {prompt}"
+        );
     }
     assert_eq!(v["counts"]["signal:regenerate"], 1);
 }
@@ -305,9 +308,13 @@ async fn feedback_items_carry_their_call() {
 #[tokio::test]
 async fn store_down_is_503_and_no_detector_is_still_200() {
     let s = state(false, true);
-    let (status, v) = body(models(State(s.clone()), headers(None), uri("/v1/status/models")).await).await;
+    let (status, v) =
+        body(models(State(s.clone()), headers(None), uri("/v1/status/models")).await).await;
     assert_eq!((status, v["code"].as_str()), (503, Some("unavailable")));
-    assert!(!v["message"].as_str().unwrap().contains("down"), "leaks the cause: {v}");
+    assert!(
+        !v["message"].as_str().unwrap().contains("down"),
+        "leaks the cause: {v}"
+    );
     let (status, v) = body(slos(State(s), headers(None), uri("/v1/status/slos")).await).await;
     assert_eq!(status, 200);
     assert_eq!(v["detector"]["status"], "not_configured");
