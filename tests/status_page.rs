@@ -5,7 +5,8 @@
 //! `tests/browser/status_page.mjs` (playwright-core driving Debian's `chromium`, both installed
 //! by `deploy/local/browser.sh`) opens the page, gives it the project's key, waits for the SLO
 //! table, the models table and the charts to show the data, checks them against what was
-//! sent, and keeps screenshots in `target/test-artifacts/`.
+//! sent, and keeps screenshots in `target/test-artifacts/`. Last, an api alone with no detector
+//! behind it: the page shows the data and says "detector not running".
 //!
 //! Timeouts are upper bounds for progress, never the asserted quantity.
 
@@ -338,6 +339,63 @@ async fn status_page_shows_simulated_traffic_slos_and_the_alert() {
         let len = std::fs::metadata(artifacts.join(shot)).map_or(0, |m| m.len());
         assert!(len > 10_000, "{shot}: {len} bytes");
     }
+
+    // Without a detector (an api alone, pointed at a port nothing listens on) the page still
+    // shows the stored data and says the detector is not running.
+    let api_port = free_port();
+    let mut api_only = Command::new(env!("CARGO_BIN_EXE_flywheel"))
+        .arg("api")
+        .arg("--config")
+        .arg(&config)
+        .envs(p.env())
+        .env("FLYWHEEL_API__LISTEN", format!("127.0.0.1:{api_port}"))
+        .env(
+            "FLYWHEEL_API__DETECTOR_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .env(
+            "FLYWHEEL_ADMIN__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("cannot start flywheel api");
+    let api = format!("http://127.0.0.1:{api_port}");
+    wait_until(Duration::from_secs(60), "api up", || {
+        http_get_status(&format!("{api}/")) == Some(200)
+    });
+    let slos = get_json(&format!("{api}/v1/status/slos")).await;
+    assert_eq!(slos["detector"]["status"], "not_running", "{slos}");
+    let out = tokio::task::spawn_blocking({
+        let (api, artifacts) = (api.clone(), artifacts.clone());
+        let names = serde_json::to_string(&names).unwrap();
+        move || {
+            Command::new("node")
+                .arg("status_page.mjs")
+                .current_dir(repo().join("tests/browser"))
+                .env("STATUS_URL", format!("{api}/"))
+                .env("STATUS_KEY", KEY)
+                .env("STATUS_PROJECT", PROJECT)
+                .env("EXPECT_MODELS", names)
+                .env("EXPECT_DETECTOR_DOWN", "1")
+                .env("CHROMIUM_BIN", chromium())
+                .env("ARTIFACTS", &artifacts)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let _ = api_only.kill();
+    let _ = api_only.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("status page ok"),
+        "browser test without a detector failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     drop(all);
     p.drop_database().await;
 }
