@@ -72,6 +72,8 @@ try {
 
     // 15 minutes: the traffic spans about a minute.
     await page.click('#range button[data-minutes="15"]');
+    await page.waitForFunction(() => /15 min/.test(document.querySelector('[data-kpi="Calls"] .hint').textContent),
+      null, { timeout: WAIT });
 
     if (detectorDown) {
       await page.locator("#detector-down").waitFor({ timeout: WAIT });

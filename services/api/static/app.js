@@ -20,6 +20,7 @@
     models: [],
     sort: { col: "cost_usd", desc: true },
     inflight: false,
+    again: false,
   };
 
   // ---------- small helpers ----------
@@ -468,8 +469,10 @@
 
   // ---------- refresh loop ----------
   async function refresh() {
-    if (state.inflight) return;
+    // One request set at a time; a change (range, key) meanwhile runs again right after it.
+    if (state.inflight) { state.again = true; return; }
     state.inflight = true;
+    state.again = false;
     const m = state.minutes;
     const calls = [
       api("/v1/status/models?minutes=" + m),
@@ -480,6 +483,7 @@
     ];
     const [models, series, slos, alerts, feedback] = await Promise.allSettled(calls);
     state.inflight = false;
+    if (state.again || m !== state.minutes) return refresh();
     const all = [models, series, slos, alerts, feedback];
     const auth = all.find((r) => r.status === "rejected" && r.reason instanceof AuthNeeded);
     if (auth) {
