@@ -65,7 +65,8 @@
   }
   function fmtPct(x, digits) {
     if (!fin(x)) return "–";
-    return (x * 100).toFixed(digits === undefined ? 1 : digits) + "%";
+    const t = (x * 100).toFixed(digits === undefined ? 1 : digits);
+    return (Number(t) === 0 ? t.replace("-", "") : t) + "%";
   }
   function ago(ms) {
     if (!fin(ms)) return "–";
