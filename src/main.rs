@@ -280,11 +280,9 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
     }
     if services.contains(&Service::Api) {
         flywheel_api::register_readiness(&config.clickhouse, &readiness, shutdown.clone());
-        let (api, auth, clickhouse) = (
-            config.api.clone(),
-            config.auth.clone(),
-            config.clickhouse.clone(),
-        );
+        let mut api = config.api.clone();
+        api.resolve_detector_url(config.detector.listen);
+        let (api, auth, clickhouse) = (api, config.auth.clone(), config.clickhouse.clone());
         let (registry, readiness, shutdown) =
             (registry.clone(), readiness.clone(), shutdown.clone());
         tasks.spawn(async move {

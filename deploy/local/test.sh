@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs and starts the local services it needs
-# (deploy/local/services.sh), then checks formatting and lints and runs every test, unit,
-# integration and end to end, against the real broker and ClickHouse engine.
+# (deploy/local/services.sh) and the headless browser (deploy/local/browser.sh), then checks
+# formatting and lints and runs every test, unit, integration and end to end, against the real
+# broker and ClickHouse engine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -11,6 +12,10 @@ echo "== local services"
 export FLYWHEEL_KAFKA_STORAGE=${FLYWHEEL_KAFKA_STORAGE:-memory}
 eval "$(deploy/local/services.sh up)"
 export KAFKA_BROKERS CLICKHOUSE_URL FLYWHEEL_VENV ALERTMANAGER_BIN
+
+echo "== headless browser (status page test)"
+eval "$(deploy/local/browser.sh)"
+export CHROMIUM_BIN
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

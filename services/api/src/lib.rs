@@ -4,13 +4,16 @@
 //! `GET /v1/datasets/export` streams the caller's project as an `sft`, `preference` or `eval`
 //! dataset (JSONL or Parquet), read from ClickHouse by `flywheel-datasets`, PII-redacted and
 //! deduplicated by default, with the export report in HTTP trailers, metrics and the log
-//! (adr/0007). `/healthz` and `/readyz` are served on the same port.
+//! (adr/0007). `/` is a live status page (SLOs, alerts, models, feedback, charts) with its
+//! JSON under `/v1/status/` ([`status`], adr/0010). `/healthz` and `/readyz` are served on the
+//! same port.
 //!
 //! Start reading at [`run`], then [`export`].
 
 pub mod config;
 pub mod export;
 pub mod metrics;
+pub mod status;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -62,12 +65,14 @@ pub async fn run(
             page_size: config.export_page_size,
         },
         slots: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_exports)),
-        metrics,
+        metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     });
+    let status = status::state(&config, &state.auth, &state.clickhouse, metrics);
     let app = Router::new()
         .route("/v1/datasets/export", get(export::export))
         .with_state(state)
+        .merge(status::router(status))
         .merge(flywheel_telemetry::admin::health_routes(readiness.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -82,10 +82,12 @@ impl Metrics {
         registry.register(Box::new(m.export_redactions.clone()))?;
         registry.register(Box::new(m.export_duration.clone()))?;
         // Pre-register label values so dashboards see zeros, not gaps.
-        for code in ErrorCode::ALL {
-            m.requests.with_label_values(&["export", code.reason()]);
+        for route in ["export", crate::status::ROUTE] {
+            for code in ErrorCode::ALL {
+                m.requests.with_label_values(&[route, code.reason()]);
+            }
+            m.requests.with_label_values(&[route, "ok"]);
         }
-        m.requests.with_label_values(&["export", "ok"]);
         for shape in SHAPES {
             for format in FORMATS {
                 for outcome in OUTCOMES {
