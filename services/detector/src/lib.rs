@@ -90,6 +90,7 @@ pub mod join;
 pub mod keyed;
 pub mod latency;
 pub mod metrics;
+pub mod oracle;
 mod run;
 pub mod sender;
 pub mod sketch;
