@@ -7,6 +7,7 @@ cd "$(dirname "$0")/../.."
 
 echo "== local services"
 eval "$(deploy/local/services.sh up)"
+deploy/local/duckdb.sh >/dev/null  # the prebuilt libduckdb the embedded store links (adr/0009)
 export KAFKA_BROKERS CLICKHOUSE_URL FLYWHEEL_VENV ALERTMANAGER_BIN
 
 echo "== cargo fmt --check"
