@@ -12,7 +12,6 @@
 
 fn main() {
     println!("cargo:rerun-if-env-changed=DUCKDB_LIB_DIR");
-    println!("cargo:rerun-if-changed=lib/store/rpath.rs");
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
         return;
     }

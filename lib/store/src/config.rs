@@ -13,6 +13,10 @@ pub struct StoreConfig {
     pub backend: Backend,
     /// The DuckDB database file (`duckdb` only); created with its tables when missing.
     pub path: PathBuf,
+    /// Most memory DuckDB uses (`duckdb` only; DuckDB's syntax, e.g. `2GB`); larger work
+    /// spills to disk beside the file. DuckDB's own default, 80% of RAM, is too much for a
+    /// process that also runs the other services.
+    pub memory_limit: String,
 }
 
 /// A store implementation.
@@ -28,6 +32,7 @@ impl Default for StoreConfig {
         Self {
             backend: Backend::ClickHouse,
             path: PathBuf::from("./flywheel-data/flywheel.duckdb"),
+            memory_limit: "2GB".to_string(),
         }
     }
 }
@@ -38,6 +43,12 @@ impl Validate for StoreConfig {
             return Err(ConfigError::invalid(
                 "store.path",
                 "must name the DuckDB file when store.backend is duckdb",
+            ));
+        }
+        if self.backend == Backend::DuckDb && self.memory_limit.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                "store.memory_limit",
+                "must be a size such as 2GB",
             ));
         }
         Ok(())
@@ -86,6 +97,7 @@ mod tests {
         let e = StoreConfig {
             backend: Backend::DuckDb,
             path: PathBuf::new(),
+            ..StoreConfig::default()
         }
         .validate()
         .unwrap_err();

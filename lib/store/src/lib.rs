@@ -25,7 +25,7 @@ use flywheel_schema::ClickHouseConfig;
 
 pub use crate::clickhouse::ClickHouseStore;
 pub use crate::config::{Backend, StoreConfig};
-pub use crate::duckdb::{AccessMode, DuckDbStore};
+pub use crate::duckdb::{required_version as duckdb_required_version, AccessMode, DuckDbStore};
 pub use crate::model::{
     CallFilter, CallRow, FeedbackFilter, FeedbackItem, FeedbackValue, Ids, PageKey, RowBatch,
     SignalItem,
@@ -54,7 +54,10 @@ pub enum StoreError {
 impl StoreError {
     /// The store cannot be reached now; retrying later may succeed.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::ClickHouse(::clickhouse::error::Error::Network(_)))
+        matches!(
+            self,
+            Self::ClickHouse(::clickhouse::error::Error::Network(_))
+        )
     }
 }
 
@@ -142,6 +145,10 @@ pub fn open(
 ) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match config.backend {
         Backend::ClickHouse => Arc::new(ClickHouseStore::new(clickhouse.client())),
-        Backend::DuckDb => Arc::new(DuckDbStore::open(&config.path, mode)?),
+        Backend::DuckDb => Arc::new(DuckDbStore::open_with(
+            &config.path,
+            mode,
+            &config.memory_limit,
+        )?),
     })
 }

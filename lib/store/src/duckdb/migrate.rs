@@ -8,8 +8,16 @@ use crate::StoreError;
 
 /// (version, name, SQL), in order.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
-    (1, "otel_traces", include_str!("migrations/0001_otel_traces.sql")),
-    (2, "llm_calls", include_str!("migrations/0002_llm_calls.sql")),
+    (
+        1,
+        "otel_traces",
+        include_str!("migrations/0001_otel_traces.sql"),
+    ),
+    (
+        2,
+        "llm_calls",
+        include_str!("migrations/0002_llm_calls.sql"),
+    ),
     (
         3,
         "ingest_batches",
@@ -43,10 +51,9 @@ pub fn current_version(c: &Connection) -> Result<i32, StoreError> {
     if !exists {
         return Ok(0);
     }
-    let v: Option<i32> =
-        c.query_row("SELECT max(version) FROM schema_migrations", [], |r| {
-            r.get(0)
-        })?;
+    let v: Option<i32> = c.query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+        r.get(0)
+    })?;
     Ok(v.unwrap_or(0))
 }
 

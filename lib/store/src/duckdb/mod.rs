@@ -58,8 +58,18 @@ fn lock_poisoned<T>(_: T) -> StoreError {
 }
 
 impl DuckDbStore {
-    /// Opens (in `ReadWrite` mode: creates and migrates) the database at `path`.
+    /// Opens (in `ReadWrite` mode: creates and migrates) the database at `path`, with the
+    /// default memory limit of [`crate::StoreConfig`].
     pub fn open(path: &Path, mode: AccessMode) -> Result<Self, StoreError> {
+        Self::open_with(path, mode, &crate::StoreConfig::default().memory_limit)
+    }
+
+    /// [`Self::open`] with DuckDB's `memory_limit` (e.g. `2GB`).
+    pub fn open_with(
+        path: &Path,
+        mode: AccessMode,
+        memory_limit: &str,
+    ) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.display().to_string(),
             source,
@@ -78,6 +88,7 @@ impl DuckDbStore {
         }
         let config = duckdb::Config::default()
             .access_mode(access)
+            .and_then(|c| c.max_memory(memory_limit))
             .map_err(open_err)?;
         let conn = Connection::open_with_flags(path, config).map_err(open_err)?;
         Self::init(conn, mode)

@@ -165,10 +165,7 @@ async fn a_redelivered_call_is_one_row_and_pages_follow_the_key() {
     assert_eq!(first.len(), 2);
     assert_eq!(first[0].timestamp, 1_001);
     let after = PageKey::of(first.last().unwrap());
-    let rest = store
-        .calls_page(&all("p"), Some(&after), 10)
-        .await
-        .unwrap();
+    let rest = store.calls_page(&all("p"), Some(&after), 10).await.unwrap();
     let ts: Vec<i64> = rest.iter().map(|c| c.timestamp).collect();
     assert_eq!(ts, [1_003, 1_004, 1_005]);
     let mut f = all("p");
