@@ -33,7 +33,7 @@ impl Dialect {
     }
 
     /// A timestamp from bound Unix nanoseconds.
-    fn from_ns(self) -> &'static str {
+    fn ts_of_ns(self) -> &'static str {
         match self {
             Self::ClickHouse => "fromUnixTimestamp64Nano(?)",
             Self::DuckDb => "make_timestamp_ns(?)",
@@ -95,7 +95,7 @@ fn id_list(ids: &Ids) -> Bind {
 /// starting with ` AND`.
 pub fn call_filters(d: Dialect, f: &CallFilter) -> Sql {
     let mut sql = Sql::default();
-    let ts = d.from_ns();
+    let ts = d.ts_of_ns();
     if let Some(from) = f.from {
         sql.push(&format!(" AND timestamp >= {ts}"), [Bind::I64(from)]);
     }
@@ -178,7 +178,7 @@ pub fn calls_page(d: Dialect, f: &CallFilter, after: Option<&PageKey>, limit: u6
         [s(&f.project)],
     );
     if let Some(k) = after {
-        let ts = d.from_ns();
+        let ts = d.ts_of_ns();
         sql.push(
             &format!(
                 " AND (model > ? OR (model = ? AND (timestamp > {ts} OR (timestamp = {ts} AND \
