@@ -14,6 +14,7 @@ use flywheel_config::{ConfigError, Validate};
 use flywheel_detector::DetectorConfig;
 use flywheel_ingester::IngesterConfig;
 use flywheel_schema::ClickHouseConfig;
+use flywheel_store::StoreConfig;
 use serde::Deserialize;
 
 /// Top-level configuration.
@@ -24,6 +25,8 @@ pub struct FlywheelConfig {
     pub auth: AuthConfig,
     pub kafka: KafkaConfig,
     pub clickhouse: ClickHouseConfig,
+    /// Where the api and `flywheel export` read (ClickHouse or an embedded DuckDB file).
+    pub store: StoreConfig,
     pub collector: CollectorConfig,
     pub ingester: IngesterConfig,
     pub api: ApiConfig,
@@ -50,6 +53,7 @@ impl Validate for FlywheelConfig {
         self.auth.validate()?;
         self.kafka.validate()?;
         self.clickhouse.validate()?;
+        self.store.validate()?;
         self.collector.validate()?;
         self.ingester.validate()?;
         self.api.validate()?;

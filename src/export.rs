@@ -1,5 +1,6 @@
-//! `flywheel export`: an operator tool that reads ClickHouse directly (with the `[clickhouse]`
-//! config) and writes a dataset to a file or stdout, with a progress bar on stderr and the
+//! `flywheel export`: an operator tool that reads the store directly (`[store]`: ClickHouse
+//! with the `[clickhouse]` config, or the DuckDB file, opened read-only) and writes a dataset to
+//! a file or stdout, with a progress bar on stderr and the
 //! export report at the end. Same parameters and code as `GET /v1/datasets/export`.
 
 use std::io::Write;
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use bytes::Bytes;
 use flywheel_datasets::{DatasetError, ExportOptions, ExportReport, Output, Shape};
-use flywheel_schema::ClickHouseConfig;
+use flywheel_store::AccessMode;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Flags of `flywheel export`; each filter is the API parameter of the same name.
@@ -77,7 +78,7 @@ pub struct ExportArgs {
     /// preference: a score at most this is negative (default 0).
     #[arg(long)]
     negative_max: Option<String>,
-    /// Calls per ClickHouse query.
+    /// Calls per store query.
     #[arg(long, default_value_t = 2000)]
     page_size: u64,
     /// No progress bar.
@@ -146,7 +147,7 @@ fn partial(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-pub async fn run(clickhouse: &ClickHouseConfig, args: ExportArgs) -> anyhow::Result<()> {
+pub async fn run(config: &crate::config::FlywheelConfig, args: ExportArgs) -> anyhow::Result<()> {
     if args.page_size == 0 {
         anyhow::bail!("--page-size must be at least 1");
     }
@@ -154,13 +155,14 @@ pub async fn run(clickhouse: &ClickHouseConfig, args: ExportArgs) -> anyhow::Res
         // Parameter names are the flags without `--` and with `_`.
         anyhow::anyhow!("--{}: {}", e.param.replace('_', "-"), e.message)
     })?;
-    let client = clickhouse.client();
+    let store = flywheel_store::open(&config.store, &config.clickhouse, AccessMode::ReadOnly)
+        .context("cannot open the store")?;
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else if req.shape == Shape::Preference {
         ProgressBar::new_spinner()
     } else {
-        let total = flywheel_datasets::query::count_calls(&client, &req)
+        let total = flywheel_datasets::query::count_calls(store.as_ref(), &req)
             .await
             .context("cannot count the calls to export")?;
         ProgressBar::new(total)
@@ -186,7 +188,7 @@ pub async fn run(clickhouse: &ClickHouseConfig, args: ExportArgs) -> anyhow::Res
     let options = ExportOptions {
         page_size: args.page_size,
     };
-    let report = flywheel_datasets::export(&client, &req, options, &mut out)
+    let report = flywheel_datasets::export(store.as_ref(), &req, options, &mut out)
         .await
         .context("export failed")?;
     out.writer.flush().context("cannot write the output")?;

@@ -114,7 +114,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             serve(config, &services).await
         }),
-        Command::Export(args) => runtime.block_on(export::run(&config.clickhouse, *args)),
+        Command::Export(args) => runtime.block_on(export::run(&config, *args)),
         Command::Migrate => runtime.block_on(migrate(&config)),
         Command::Reprice { since } => {
             let since_ns = parse_since(&since)?;
@@ -201,6 +201,20 @@ enum Service {
 }
 
 async fn migrate(config: &config::FlywheelConfig) -> anyhow::Result<()> {
+    if config.store.backend == flywheel_store::Backend::DuckDb {
+        // Opening for writing creates or migrates the file.
+        let path = config.store.path.clone();
+        tokio::task::spawn_blocking(move || {
+            flywheel_store::DuckDbStore::open(&path, flywheel_store::AccessMode::ReadWrite)
+        })
+        .await?
+        .context("cannot open the DuckDB store")?;
+        tracing::info!(
+            version = flywheel_store::duckdb_required_version(),
+            path = %config.store.path.display(),
+            "duckdb schema up to date"
+        );
+    }
     let applied = flywheel_schema::migrate::migrate(&config.clickhouse)
         .await
         .context("migration failed")?;
@@ -279,16 +293,30 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
         });
     }
     if services.contains(&Service::Api) {
-        flywheel_api::register_readiness(&config.clickhouse, &readiness, shutdown.clone());
+        let store = flywheel_store::open(
+            &config.store,
+            &config.clickhouse,
+            flywheel_store::AccessMode::ReadWrite,
+        )
+        .context("cannot open the store")?;
+        flywheel_api::register_readiness(store.clone(), &readiness, shutdown.clone());
         let mut api = config.api.clone();
         api.resolve_detector_url(config.detector.listen);
         let (api, auth, clickhouse) = (api, config.auth.clone(), config.clickhouse.clone());
         let (registry, readiness, shutdown) =
             (registry.clone(), readiness.clone(), shutdown.clone());
         tasks.spawn(async move {
-            flywheel_api::run(api, &auth, &clickhouse, &registry, &readiness, shutdown)
-                .await
-                .context("api failed")
+            flywheel_api::run(
+                api,
+                &auth,
+                store,
+                &clickhouse,
+                &registry,
+                &readiness,
+                shutdown,
+            )
+            .await
+            .context("api failed")
         });
     }
     if services.contains(&Service::Detector) {

@@ -1,28 +1,45 @@
-//! `flywheel export` against the real local ClickHouse: golden files for every shape and format
-//! (Parquet read back with pyarrow), preference pairs from each source, the join rule of `eval`,
-//! a resent feedback item counted once, filters, and PII near misses.
+//! `flywheel export` against each store backend, the real local ClickHouse and an embedded
+//! DuckDB file (every test runs once per backend: `clickhouse::*`, `duckdb::*`): golden files
+//! for every shape and format (Parquet read back with pyarrow), the same files for both
+//! backends, preference pairs from each source, the join rule of `eval`, a resent feedback item
+//! counted once, filters, and PII near misses.
 //!
 //! Set `UPDATE_GOLDEN=1` to rewrite the golden files after an intended change.
 
 mod common;
+use common::ingest::clickhouse_url;
 #[path = "common/datasets.rs"]
 mod fixture;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use common::ingest::Pipeline;
-use fixture::{cli_export, read_parquet, span, trace, PROJECT_B_SECRET};
+use fixture::PROJECT_B_SECRET;
+use fixture::{cli_export, on_both_backends, read_parquet, span, trace, Backend, Db};
 use serde_json::Value;
 
-/// One fixture database shared by the tests of this file (they only read it).
-fn db() -> &'static Pipeline {
-    static DB: OnceLock<Pipeline> = OnceLock::new();
-    DB.get_or_init(|| {
-        std::thread::spawn(|| {
+on_both_backends!(sync:
+    golden_files_for_every_shape_and_format,
+    sft_normalises_deduplicates_and_reports,
+    pii_is_redacted_and_near_misses_kept,
+    preference_pairs_from_every_source,
+    eval_attaches_feedback_and_signals_by_the_join_rule,
+    filters_select_calls,
+);
+
+/// One fixture store per backend shared by the tests of this file (they only read it).
+fn db(backend: Backend) -> &'static Db {
+    static CLICKHOUSE: OnceLock<Db> = OnceLock::new();
+    static DUCKDB: OnceLock<Db> = OnceLock::new();
+    let cell = match backend {
+        Backend::ClickHouse => &CLICKHOUSE,
+        Backend::DuckDb => &DUCKDB,
+    };
+    cell.get_or_init(|| {
+        std::thread::spawn(move || {
             tokio::runtime::Runtime::new()
                 .unwrap()
-                .block_on(fixture::fixture_database())
+                .block_on(fixture::fixture_database(backend))
         })
         .join()
         .unwrap()
@@ -52,15 +69,14 @@ fn lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
-fn export_jsonl(args: &[&str]) -> (Vec<Value>, String) {
+fn export_jsonl(b: Backend, args: &[&str]) -> (Vec<Value>, String) {
     let mut all = vec!["--project", "a", "--quiet"];
     all.extend_from_slice(args);
-    let (out, stderr) = cli_export(db(), &all);
+    let (out, stderr) = cli_export(db(b), &all);
     (lines(&String::from_utf8(out).unwrap()), stderr)
 }
 
-#[test]
-fn golden_files_for_every_shape_and_format() {
+fn golden_files_for_every_shape_and_format(b: Backend) {
     let dir = tempfile::tempdir().unwrap();
     for shape in ["sft", "preference", "eval"] {
         let jsonl = dir.path().join(format!("{shape}.jsonl"));
@@ -76,14 +92,15 @@ fn golden_files_for_every_shape_and_format() {
                 "--quiet",
                 "-o",
             ];
-            let (stdout, _) = cli_export(db(), &[&args[..], &[path.to_str().unwrap()]].concat());
+            let (stdout, _) = cli_export(db(b), &[&args[..], &[path.to_str().unwrap()]].concat());
             assert!(stdout.is_empty(), "-o writes to the file only");
         }
         let jsonl = std::fs::read_to_string(&jsonl).unwrap();
         check_golden(&format!("datasets.{shape}.jsonl"), &jsonl);
         let from_parquet = read_parquet(&parquet);
         check_golden(&format!("datasets.{shape}.parquet.json"), &from_parquet);
-        // Both formats carry the same records.
+        // Both formats carry the same records (and both backends the same bytes: one golden
+        // file each).
         assert_eq!(
             lines(&from_parquet),
             lines(&jsonl),
@@ -93,9 +110,8 @@ fn golden_files_for_every_shape_and_format() {
     }
 }
 
-#[test]
-fn sft_normalises_deduplicates_and_reports() {
-    let (rows, report) = export_jsonl(&["--shape", "sft"]);
+fn sft_normalises_deduplicates_and_reports(b: Backend) {
+    let (rows, report) = export_jsonl(b, &["--shape", "sft"]);
     // 8 distinct calls of project a (one delivered twice): one duplicate, one without content.
     assert_eq!(rows.len(), 5, "{rows:#?}");
     assert!(report.contains("rows_written=5"), "{report}");
@@ -116,13 +132,12 @@ fn sft_normalises_deduplicates_and_reports() {
     );
     assert!(rows.iter().all(|r| r["metadata"]["project"] == "a"));
     // Without dedup the duplicate comes back; the re-delivered span still counts once.
-    let (rows, _) = export_jsonl(&["--shape", "sft", "--no-dedup"]);
+    let (rows, _) = export_jsonl(b, &["--shape", "sft", "--no-dedup"]);
     assert_eq!(rows.len(), 6);
 }
 
-#[test]
-fn pii_is_redacted_and_near_misses_kept() {
-    let (rows, report) = export_jsonl(&["--shape", "sft", "--conversation", "c4"]);
+fn pii_is_redacted_and_near_misses_kept(b: Backend) {
+    let (rows, report) = export_jsonl(b, &["--shape", "sft", "--conversation", "c4"]);
     assert_eq!(rows.len(), 1);
     let text = rows[0]["messages"].to_string();
     for gone in [
@@ -152,16 +167,18 @@ fn pii_is_redacted_and_near_misses_kept() {
     ] {
         assert!(report.contains(count), "{count} not in {report}");
     }
-    let (rows, report) = export_jsonl(&["--shape", "sft", "--conversation", "c4", "--no-redact"]);
+    let (rows, report) = export_jsonl(
+        b,
+        &["--shape", "sft", "--conversation", "c4", "--no-redact"],
+    );
     assert!(rows[0]["messages"]
         .to_string()
         .contains("jane.doe@example.com"));
     assert!(report.contains("redacted_email=0"), "{report}");
 }
 
-#[test]
-fn preference_pairs_from_every_source() {
-    let (rows, report) = export_jsonl(&["--shape", "preference"]);
+fn preference_pairs_from_every_source(b: Backend) {
+    let (rows, report) = export_jsonl(b, &["--shape", "preference"]);
     let by_source = |s: &str| rows.iter().filter(|r| r["source"] == s).collect::<Vec<_>>();
     let regen = by_source("regenerate");
     assert_eq!(regen.len(), 1, "{rows:#?}");
@@ -192,24 +209,26 @@ fn preference_pairs_from_every_source() {
         "{report}"
     );
     // One source only; ratings as numbers with other thresholds find nothing here.
-    let (rows, _) = export_jsonl(&["--shape", "preference", "--pair-sources", "edit"]);
+    let (rows, _) = export_jsonl(b, &["--shape", "preference", "--pair-sources", "edit"]);
     assert_eq!(rows.len(), 1);
-    let (rows, _) = export_jsonl(&[
-        "--shape",
-        "preference",
-        "--pair-sources",
-        "feedback",
-        "--positive-min",
-        "4",
-        "--negative-max",
-        "2",
-    ]);
+    let (rows, _) = export_jsonl(
+        b,
+        &[
+            "--shape",
+            "preference",
+            "--pair-sources",
+            "feedback",
+            "--positive-min",
+            "4",
+            "--negative-max",
+            "2",
+        ],
+    );
     assert!(rows.is_empty(), "{rows:#?}");
 }
 
-#[test]
-fn eval_attaches_feedback_and_signals_by_the_join_rule() {
-    let (rows, _) = export_jsonl(&["--shape", "eval"]);
+fn eval_attaches_feedback_and_signals_by_the_join_rule(b: Backend) {
+    let (rows, _) = export_jsonl(b, &["--shape", "eval"]);
     let of = |n: u32| {
         rows.iter()
             .find(|r| r["metadata"]["trace_id"] == trace(n) && r["metadata"]["span_id"] == span(n))
@@ -255,10 +274,9 @@ fn eval_attaches_feedback_and_signals_by_the_join_rule() {
     assert!(rows.iter().all(|r| !r.to_string().contains("fb-b")));
 }
 
-#[test]
-fn filters_select_calls() {
+fn filters_select_calls(b: Backend) {
     let traces = |args: &[&str]| -> Vec<String> {
-        let (rows, _) = export_jsonl(&[&["--shape", "sft"], args].concat());
+        let (rows, _) = export_jsonl(b, &[&["--shape", "sft"], args].concat());
         let mut t: Vec<String> = rows
             .iter()
             .map(|r| r["metadata"]["trace_id"].as_str().unwrap().to_string())
@@ -292,7 +310,7 @@ fn filters_select_calls() {
 fn bad_flags_are_named() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_flywheel"))
         .args(["export", "--project", "a", "--shape", "dpo"])
-        .env("FLYWHEEL_CLICKHOUSE__URL", &db().clickhouse)
+        .env("FLYWHEEL_CLICKHOUSE__URL", clickhouse_url())
         .output()
         .unwrap();
     assert!(!out.status.success());

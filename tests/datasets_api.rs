@@ -1,22 +1,31 @@
-//! `GET /v1/datasets/export` on a real `flywheel api` process against the local ClickHouse:
-//! keys and projects (a public key cannot export, a key never reads another project), precise
-//! 400s, the report in trailers and metrics, and a large export arriving in many bounded chunks.
+//! `GET /v1/datasets/export` on a real `flywheel api` process against each store backend, the
+//! local ClickHouse and an embedded DuckDB file (every test but the ClickHouse outage runs once
+//! per backend: `clickhouse::*`, `duckdb::*`): keys and projects (a public key cannot export, a
+//! key never reads another project), precise 400s, the report in trailers and metrics, and a
+//! large export arriving in many bounded chunks.
 
 mod common;
 #[path = "common/datasets.rs"]
 mod fixture;
 
 use common::ingest::Pipeline;
-use fixture::{get, Api, PROJECT_B_SECRET};
-use flywheel_schema::rows::FeedbackRow;
+use fixture::{get, on_both_backends, Api, Backend, Db, PROJECT_B_SECRET};
+use flywheel_schema::rows::LlmCallRow;
+use flywheel_store::RowBatch;
+
+on_both_backends!(async:
+    keys_and_projects,
+    bad_parameters_are_400_naming_them,
+    report_reaches_the_caller_in_trailers_and_metrics,
+    large_export_streams_in_bounded_chunks,
+);
 
 const KEY_A: (&str, &str) = ("authorization", "Bearer secret-key-a");
 const KEY_B: (&str, &str) = ("x-api-key", "secret-key-b");
 const PUBLIC_A: (&str, &str) = ("authorization", "Bearer pk-browser-a");
 
-#[tokio::test(flavor = "multi_thread")]
-async fn keys_and_projects() {
-    let db = fixture::fixture_database().await;
+async fn keys_and_projects(b: Backend) {
+    let db = fixture::fixture_database(b).await;
     let api = Api::start(&db, &[]);
     let path = "/v1/datasets/export?shape=eval";
 
@@ -69,9 +78,8 @@ async fn keys_and_projects() {
     db.drop_database().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn bad_parameters_are_400_naming_them() {
-    let db = fixture::fixture_database().await;
+async fn bad_parameters_are_400_naming_them(b: Backend) {
+    let db = fixture::fixture_database(b).await;
     let api = Api::start(&db, &[]);
     for (query, param) in [
         ("shape=dpo", "shape"),
@@ -93,9 +101,8 @@ async fn bad_parameters_are_400_naming_them() {
     db.drop_database().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn report_reaches_the_caller_in_trailers_and_metrics() {
-    let db = fixture::fixture_database().await;
+async fn report_reaches_the_caller_in_trailers_and_metrics(b: Backend) {
+    let db = fixture::fixture_database(b).await;
     let api = Api::start(&db, &[]);
     let r = get(
         &api.addr,
@@ -140,27 +147,46 @@ async fn report_reaches_the_caller_in_trailers_and_metrics() {
     db.drop_database().await;
 }
 
-/// Inserts `n` calls of ~1.2 KB of content into project `a` with one SQL statement.
-async fn insert_many(db: &Pipeline, n: u64) {
-    let sql = format!(
-        "INSERT INTO llm_calls (timestamp, project, trace_id, span_id, model, conversation_id, \
-         input_messages, output_messages) \
-         SELECT fromUnixTimestamp64Nano(toInt64({base} + number * 1000000)), 'a', \
-         lower(hex(toFixedString(toString(number), 16))), lower(hex(number)), 'bulk-model', \
-         concat('conv-', toString(number % 1000)), \
-         concat('[{{\"role\":\"user\",\"parts\":[{{\"type\":\"text\",\"content\":\"question ', \
-           toString(number), ' ', repeat('lorem ipsum ', 50), '\"}}]}}]'), \
-         concat('[{{\"role\":\"assistant\",\"parts\":[{{\"type\":\"text\",\"content\":\"answer ', \
-           toString(number), ' ', repeat('dolor sit amet ', 40), '\"}}]}}]') \
-         FROM numbers({n})",
-        base = fixture::BASE,
-    );
-    db.client().query(&sql).execute().await.unwrap();
+/// Inserts `n` calls of ~1.2 KB of content into project `a` in one batch.
+async fn insert_many(db: &Db, n: u64) {
+    let mut batch = RowBatch::new("bulk");
+    batch.llm_calls = (0..n)
+        .map(|i| {
+            let mut trace = i.to_string().into_bytes();
+            trace.resize(16, 0);
+            let span: Vec<u8> = i
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            LlmCallRow {
+                timestamp: fixture::BASE + i64::try_from(i).unwrap() * 1_000_000,
+                project: "a".into(),
+                trace_id: hex::encode(trace),
+                span_id: if span.is_empty() {
+                    "00".into()
+                } else {
+                    hex::encode(span)
+                },
+                model: "bulk-model".into(),
+                conversation_id: format!("conv-{}", i % 1000),
+                input_messages: fixture::semconv(
+                    "user",
+                    &format!("question {i} {}", "lorem ipsum ".repeat(50)),
+                ),
+                output_messages: fixture::semconv(
+                    "assistant",
+                    &format!("answer {i} {}", "dolor sit amet ".repeat(40)),
+                ),
+                ..LlmCallRow::default()
+            }
+        })
+        .collect();
+    db.insert(batch).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn large_export_streams_in_bounded_chunks() {
-    let db = fixture::fixture_database().await;
+async fn large_export_streams_in_bounded_chunks(b: Backend) {
+    let db = fixture::fixture_database(b).await;
     let rows = 20_000;
     insert_many(&db, rows).await;
     let api = Api::start(&db, &[("FLYWHEEL_API__EXPORT_PAGE_SIZE", "500")]);
@@ -183,13 +209,16 @@ async fn large_export_streams_in_bounded_chunks() {
         serde_json::from_str(r.trailer("flywheel-export-report").unwrap()).unwrap();
     assert_eq!(report["rows_written"], rows);
 
+    // The api is done: a DuckDB file is written by one process at a time.
+    drop(api);
+
     // eval with pages larger than one side query takes (1000 ids): a conversation-level item
     // found by several parts of a page is attached once.
     let mut conv = fixture::feedback("fb-bulk", "a", "helpfulness", ("", "", "conv-1"));
     conv.score = Some(5.0);
-    let mut insert = db.client().insert::<FeedbackRow>("feedback").await.unwrap();
-    insert.write(&conv).await.unwrap();
-    insert.end().await.unwrap();
+    let mut batch = RowBatch::new("bulk-feedback");
+    batch.feedback = vec![conv];
+    db.insert(batch).await;
     let args = [
         "--project",
         "a",
@@ -224,7 +253,7 @@ async fn large_export_streams_in_bounded_chunks() {
 #[tokio::test(flavor = "multi_thread")]
 async fn clickhouse_down_before_any_byte_is_503() {
     let nowhere = format!("http://127.0.0.1:{}", common::free_port());
-    let db = Pipeline::new("127.0.0.1:9092", &nowhere);
+    let db = Db::clickhouse(Pipeline::new("127.0.0.1:9092", &nowhere));
     let api = Api::start(&db, &[]);
     let r = get(&api.addr, "/v1/datasets/export", &[KEY_A]);
     assert_eq!(r.status, 503);

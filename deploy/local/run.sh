@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 eval "$(deploy/local/services.sh up)"
+deploy/local/duckdb.sh >/dev/null  # the prebuilt libduckdb the embedded store links (adr/0009)
 cargo build --release --locked --bin flywheel
 export FLYWHEEL_KAFKA__BROKERS=${FLYWHEEL_KAFKA__BROKERS:-$KAFKA_BROKERS}
 echo "OTLP/gRPC on :4317, OTLP/HTTP on :4318, metrics and health on :8888 (ctrl-c to stop)" >&2

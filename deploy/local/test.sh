@@ -11,6 +11,7 @@ echo "== local services"
 # suite's load); tests that restart a broker start a private SQLite one (tests/common).
 export FLYWHEEL_KAFKA_STORAGE=${FLYWHEEL_KAFKA_STORAGE:-memory}
 eval "$(deploy/local/services.sh up)"
+deploy/local/duckdb.sh >/dev/null  # the prebuilt libduckdb the embedded store links (adr/0009)
 export KAFKA_BROKERS CLICKHOUSE_URL FLYWHEEL_VENV ALERTMANAGER_BIN
 
 echo "== headless browser (status page test)"

@@ -1,16 +1,20 @@
 #![allow(dead_code)]
-//! Fixture for dataset export tests: a private database with crafted `llm_calls`, `feedback` and
-//! `signals` rows for projects `a` and `b` (inserted straight into ClickHouse: ingestion is
-//! tested elsewhere), `flywheel export` / `flywheel api` runners, a raw HTTP/1.1 client that
-//! sees chunks and trailers, and a Parquet reader (pyarrow).
+//! Fixture for dataset export tests, on either store backend ([`Backend`]: a private ClickHouse
+//! database, or a DuckDB file in a temporary directory): crafted `llm_calls`, `feedback` and
+//! `signals` rows for projects `a` and `b` (written through the store's `insert`: ingestion is
+//! tested elsewhere), `flywheel export` / `flywheel api` runners for that backend, a raw
+//! HTTP/1.1 client that sees chunks and trailers, and a Parquet reader (pyarrow).
+//! [`on_both_backends!`] runs each test body once per backend.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flywheel_schema::rows::{FeedbackRow, LlmCallRow, SignalRow};
+use flywheel_store::{AccessMode, ClickHouseStore, DuckDbStore, RowBatch, Store};
 
 use crate::common::ingest::{clickhouse_url, Pipeline};
 use crate::common::{free_port, http_get_status, wait_until};
@@ -87,8 +91,109 @@ pub const PII_OUTPUT: &str = "Jane (jane.doe@example.com) paid with 4111 1111 11
     2026-11-28, ref 4111 1111 1111 1112, user at example dot com, a skilled sketch.";
 pub const PROJECT_B_SECRET: &str = "PROJECT-B-ONLY answer";
 
-/// Inserts the fixture rows into `pipeline`'s (migrated) database.
-pub async fn insert_fixture(pipeline: &Pipeline) {
+/// The store implementation a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    ClickHouse,
+    DuckDb,
+}
+
+/// Defines, for each named `fn name(backend: Backend)` of the test file, one test per backend:
+/// `clickhouse::name` and `duckdb::name` (`async` for `async fn`s, on tokio).
+macro_rules! on_both_backends {
+    (sync: $($name:ident),* $(,)?) => {
+        mod clickhouse {
+            $(#[test] fn $name() { super::$name(super::Backend::ClickHouse) })*
+        }
+        mod duckdb {
+            $(#[test] fn $name() { super::$name(super::Backend::DuckDb) })*
+        }
+    };
+    (async: $($name:ident),* $(,)?) => {
+        mod clickhouse {
+            $(#[tokio::test(flavor = "multi_thread")]
+              async fn $name() { super::$name(super::Backend::ClickHouse).await })*
+        }
+        mod duckdb {
+            $(#[tokio::test(flavor = "multi_thread")]
+              async fn $name() { super::$name(super::Backend::DuckDb).await })*
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// A store of one backend for one test: a private ClickHouse database (named by `pipeline`),
+/// or a DuckDB file in a temporary directory.
+pub struct Db {
+    pub backend: Backend,
+    pub pipeline: Pipeline,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Db {
+    /// An empty store (ClickHouse: not migrated yet, see [`fixture_database`]).
+    pub fn new(backend: Backend) -> Self {
+        let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+        let dir = (backend == Backend::DuckDb).then(|| tempfile::tempdir().unwrap());
+        Self {
+            backend,
+            pipeline: Pipeline::new(&brokers, &clickhouse_url()),
+            dir,
+        }
+    }
+
+    /// The ClickHouse backend on `pipeline`'s server and database.
+    pub fn clickhouse(pipeline: Pipeline) -> Self {
+        Self {
+            backend: Backend::ClickHouse,
+            pipeline,
+            dir: None,
+        }
+    }
+
+    pub fn duckdb_path(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.path().join("flywheel.duckdb"))
+    }
+
+    /// Environment selecting this store for a `flywheel` process.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("FLYWHEEL_CLICKHOUSE__URL", self.pipeline.clickhouse.clone()),
+            (
+                "FLYWHEEL_CLICKHOUSE__DATABASE",
+                self.pipeline.database.clone(),
+            ),
+        ];
+        if let Some(path) = self.duckdb_path() {
+            env.push(("FLYWHEEL_STORE__BACKEND", "duckdb".into()));
+            env.push(("FLYWHEEL_STORE__PATH", path.display().to_string()));
+        }
+        env
+    }
+
+    /// The store, for writing. A DuckDB file is locked while it is open: drop the store before
+    /// a `flywheel` process opens the file.
+    pub fn store(&self) -> Arc<dyn Store> {
+        match self.duckdb_path() {
+            None => Arc::new(ClickHouseStore::new(self.pipeline.client())),
+            Some(path) => Arc::new(DuckDbStore::open(&path, AccessMode::ReadWrite).unwrap()),
+        }
+    }
+
+    /// Writes `batch` through the store (closed again afterwards).
+    pub async fn insert(&self, batch: RowBatch) {
+        self.store().insert(&batch).await.unwrap();
+    }
+
+    pub async fn drop_database(&self) {
+        if self.backend == Backend::ClickHouse {
+            self.pipeline.drop_database().await;
+        }
+    }
+}
+
+/// Inserts the fixture rows into `db` (migrated), in one batch.
+pub async fn insert_fixture(db: &Db) {
     let capital_in = serde_json::json!([
         {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
         {"role": "user", "parts": [{"type": "text", "content": CAPITAL}]},
@@ -132,12 +237,8 @@ pub async fn insert_fixture(pipeline: &Pipeline) {
             &openai_out(PROJECT_B_SECRET),
         ),
     ];
-    let client = pipeline.client();
-    let mut insert = client.insert::<LlmCallRow>("llm_calls").await.unwrap();
-    for c in &calls {
-        insert.write(c).await.unwrap();
-    }
-    insert.end().await.unwrap();
+    let mut batch = RowBatch::new("fixture");
+    batch.llm_calls = calls;
 
     let (t, s) = (trace, span);
     let mut up = feedback("fb-up", "a", "thumbs", (&t(3), &s(3), "c2"));
@@ -159,11 +260,7 @@ pub async fn insert_fixture(pipeline: &Pipeline) {
     let mut other = feedback("fb-b", "b", "thumbs", (&t(8), &s(8), "c7"));
     other.value_type = "boolean".into();
     other.score = Some(1.0);
-    let mut insert = client.insert::<FeedbackRow>("feedback").await.unwrap();
-    for f in [&up, &up_again, &down, &conv, &trace_level, &other] {
-        insert.write(f).await.unwrap();
-    }
-    insert.end().await.unwrap();
+    batch.feedback = vec![up, up_again, down, conv, trace_level, other];
 
     let mut regen = signal("sig-regen", "regenerate", 1, "c1");
     regen.discarded_trace_id = trace(1);
@@ -172,29 +269,26 @@ pub async fn insert_fixture(pipeline: &Pipeline) {
     edit.edit_ratio = Some(0.4);
     edit.edited_text = "Summary: contact Jane by email.".into();
     let copy = signal("sig-copy", "copy", 2, "c1");
-    let mut insert = client.insert::<SignalRow>("signals").await.unwrap();
-    for s in [&regen, &edit, &copy] {
-        insert.write(s).await.unwrap();
+    batch.signals = vec![regen, edit, copy];
+    db.insert(batch).await;
+}
+
+/// A migrated private store of `backend` with the fixture (a DuckDB file is closed again).
+pub async fn fixture_database(backend: Backend) -> Db {
+    let db = Db::new(backend);
+    if backend == Backend::ClickHouse {
+        db.pipeline.migrate();
     }
-    insert.end().await.unwrap();
+    insert_fixture(&db).await;
+    db
 }
 
-/// A migrated private database with the fixture.
-pub async fn fixture_database() -> Pipeline {
-    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let pipeline = Pipeline::new(&brokers, &clickhouse_url());
-    pipeline.migrate();
-    insert_fixture(&pipeline).await;
-    pipeline
-}
-
-/// Runs `flywheel export` against `pipeline`'s database; returns (stdout, stderr).
-pub fn cli_export(pipeline: &Pipeline, args: &[&str]) -> (Vec<u8>, String) {
+/// Runs `flywheel export` against `db`; returns (stdout, stderr).
+pub fn cli_export(db: &Db, args: &[&str]) -> (Vec<u8>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_flywheel"))
         .arg("export")
         .args(args)
-        .env("FLYWHEEL_CLICKHOUSE__URL", &pipeline.clickhouse)
-        .env("FLYWHEEL_CLICKHOUSE__DATABASE", &pipeline.database)
+        .envs(db.env())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .output()
@@ -231,12 +325,11 @@ pub struct Api {
 }
 
 impl Api {
-    pub fn start(pipeline: &Pipeline, extra: &[(&str, &str)]) -> Self {
+    pub fn start(db: &Db, extra: &[(&str, &str)]) -> Self {
         let (port, admin) = (free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_flywheel"))
             .arg("api")
-            .env("FLYWHEEL_CLICKHOUSE__URL", &pipeline.clickhouse)
-            .env("FLYWHEEL_CLICKHOUSE__DATABASE", &pipeline.database)
+            .envs(db.env())
             .env("FLYWHEEL_API__LISTEN", format!("127.0.0.1:{port}"))
             .env("FLYWHEEL_ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
             .env("FLYWHEEL_AUTH__REQUIRED", "true")

@@ -5,12 +5,12 @@ use std::collections::HashSet;
 use std::future::Future;
 
 use bytes::Bytes;
-use clickhouse::Client;
+use flywheel_store::Store;
 use serde::Serialize;
 
 use crate::encode::Encoder;
 use crate::messages::{self, Message};
-use crate::query::{self, CallRow, FeedbackItem, PageKey, SignalItem};
+use crate::query::{self, CallRow, FeedbackItem, Ids, PageKey, SignalItem};
 use crate::records::{
     rfc3339, EvalFeedback, EvalRecord, EvalSignal, Metadata, Record, SftRecord, LEVEL_CONVERSATION,
     LEVEL_SPAN, LEVEL_TRACE,
@@ -134,10 +134,10 @@ impl<'o, O: Output> Sink<'o, O> {
     }
 }
 
-/// Runs `req` against `client`, writing the dataset to `out`. Memory: one page of calls, one
+/// Runs `req` against `store`, writing the dataset to `out`. Memory: one page of calls, one
 /// Arrow batch and Parquet row group, and 16 bytes per distinct record for deduplication.
 pub async fn export<O: Output>(
-    client: &Client,
+    store: &dyn Store,
     req: &ExportRequest,
     options: ExportOptions,
     out: &mut O,
@@ -150,8 +150,8 @@ pub async fn export<O: Output>(
         out,
     };
     match req.shape {
-        Shape::Sft | Shape::Eval => calls(client, options, &mut sink).await?,
-        Shape::Preference => crate::preference::mine(client, options, &mut sink).await?,
+        Shape::Sft | Shape::Eval => calls(store, options, &mut sink).await?,
+        Shape::Preference => crate::preference::mine(store, options, &mut sink).await?,
     }
     let Sink {
         report,
@@ -169,23 +169,22 @@ pub async fn export<O: Output>(
 
 /// `sft` and `eval`: every matching call, page by page.
 async fn calls<O: Output>(
-    client: &Client,
+    store: &dyn Store,
     options: ExportOptions,
     sink: &mut Sink<'_, O>,
 ) -> Result<(), DatasetError> {
     let req = sink.req;
-    let filters = query::call_filters(req);
+    let filter = req.call_filter();
     let mut after: Option<PageKey> = None;
     loop {
-        let page: Vec<CallRow> =
-            query::calls_page(req, &filters, after.as_ref(), options.page_size)
-                .fetch(client)
-                .await?;
+        let page: Vec<CallRow> = store
+            .calls_page(&filter, after.as_ref(), options.page_size)
+            .await?;
         let Some(last) = page.last() else { break };
         after = Some(PageKey::of(last));
         sink.report.calls_read += page.len() as u64;
         let attached = if req.shape == Shape::Eval {
-            Some(Attached::load(client, &req.project, &page).await?)
+            Some(Attached::load(store, &req.project, &page).await?)
         } else {
             None
         };
@@ -255,23 +254,24 @@ fn level(
 }
 
 impl Attached {
-    async fn load(client: &Client, project: &str, page: &[CallRow]) -> Result<Self, DatasetError> {
+    async fn load(
+        store: &dyn Store,
+        project: &str,
+        page: &[CallRow],
+    ) -> Result<Self, DatasetError> {
         let mut me = Self {
             feedback: Vec::new(),
             signals: Vec::new(),
         };
         let parts = query::id_parts(page);
         for part in &parts {
-            let traces = || query::id_list(part.iter().map(|c| c.trace_id.as_str()));
-            let conversations = query::id_list(part.iter().map(|c| c.conversation_id.as_str()));
+            let traces = Ids::of(part.iter().map(|c| c.trace_id.as_str()));
+            let conversations = Ids::of(part.iter().map(|c| c.conversation_id.as_str()));
             let feedback: Vec<FeedbackItem> =
-                query::feedback_for(project, traces(), conversations.clone())
-                    .fetch(client)
-                    .await?;
+                store.feedback_for(project, &traces, &conversations).await?;
             me.feedback.extend(feedback);
-            let signals: Vec<SignalItem> = query::signals_for(project, traces(), conversations)
-                .fetch(client)
-                .await?;
+            let signals: Vec<SignalItem> =
+                store.signals_for(project, &traces, &conversations).await?;
             me.signals.extend(signals);
         }
         if parts.len() > 1 {

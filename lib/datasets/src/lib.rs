@@ -5,7 +5,7 @@
 //! (CLI) and `GET /v1/datasets/export` (api service).
 //!
 //! Data flow: [`request::parse`] (parameters -> [`ExportRequest`]) -> [`export::export`] reads
-//! calls page by page ([`query`]), builds records of the shape ([`records`]; `preference` pairs
+//! calls page by page from a [`flywheel_store::Store`] (ClickHouse or embedded DuckDB, [`query`]), builds records of the shape ([`records`]; `preference` pairs
 //! come from [`preference`]), normalises messages ([`messages`]), redacts PII ([`redact`]),
 //! drops exact duplicates, encodes JSONL or Parquet ([`encode`]) and hands bytes to an
 //! [`Output`] after every page, in bounded memory. The [`ExportReport`] counts rows written,
@@ -27,8 +27,9 @@ pub use request::{parse, ExportRequest, Format, ParamError, Shape};
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
-    #[error("clickhouse: {0}")]
-    ClickHouse(#[from] clickhouse::error::Error),
+    /// Reading the store failed (its message names the backend: `clickhouse: ...`).
+    #[error("{0}")]
+    Store(#[from] flywheel_store::StoreError),
     #[error("encoding JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("encoding Arrow: {0}")]

@@ -19,22 +19,22 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use clickhouse::Client;
+use flywheel_store::{CallFilter, Store};
 
 use crate::export::{ExportOptions, Output, Sink};
 use crate::messages::{self, Message};
-use crate::query::{self, CallRow, Sql};
+use crate::query::{self, CallRow, Ids};
 use crate::records::{rfc3339, PreferenceMetadata, PreferenceRecord, Record};
 use crate::request::PairSource;
 use crate::DatasetError;
 
 pub(crate) async fn mine<O: Output>(
-    client: &Client,
+    store: &dyn Store,
     options: ExportOptions,
     sink: &mut Sink<'_, O>,
 ) -> Result<(), DatasetError> {
     let req = sink.req;
-    let filters = query::call_filters(req);
+    let filter = req.call_filter();
     let chunk = usize::try_from(options.page_size)
         .unwrap_or(query::MAX_IDS_PER_QUERY)
         .clamp(1, query::MAX_IDS_PER_QUERY);
@@ -43,9 +43,9 @@ pub(crate) async fn mine<O: Output>(
             break;
         }
         match source {
-            PairSource::Regenerate => regenerate(client, &filters, chunk, sink).await?,
-            PairSource::Feedback => feedback(client, &filters, chunk, sink).await?,
-            PairSource::Edit => edit(client, &filters, chunk, sink).await?,
+            PairSource::Regenerate => regenerate(store, &filter, chunk, sink).await?,
+            PairSource::Feedback => feedback(store, &filter, chunk, sink).await?,
+            PairSource::Edit => edit(store, &filter, chunk, sink).await?,
         }
         sink.flush().await?;
     }
@@ -64,12 +64,26 @@ fn prompt_hash(c: &CallRow) -> u128 {
     messages::hash(&messages::parse(&c.input_messages, "user"), &[])
 }
 
-async fn fetch_calls(
-    client: &Client,
+/// Calls matching `filter` with these trace ids, counted as read.
+async fn calls_of_traces(
+    store: &dyn Store,
     sink: &mut Sink<'_, impl Output>,
-    sql: Sql,
+    filter: &CallFilter,
+    traces: Ids,
 ) -> Result<Vec<CallRow>, DatasetError> {
-    let calls: Vec<CallRow> = sql.fetch(client).await?;
+    let calls = store.calls_of_traces(filter, &traces).await?;
+    sink.report.calls_read += calls.len() as u64;
+    Ok(calls)
+}
+
+/// Calls matching `filter` in these conversations, counted as read.
+async fn calls_of_conversations(
+    store: &dyn Store,
+    sink: &mut Sink<'_, impl Output>,
+    filter: &CallFilter,
+    conversations: Ids,
+) -> Result<Vec<CallRow>, DatasetError> {
+    let calls = store.calls_of_conversations(filter, &conversations).await?;
     sink.report.calls_read += calls.len() as u64;
     Ok(calls)
 }
@@ -121,15 +135,13 @@ fn pair<O: Output>(
 }
 
 async fn regenerate<O: Output>(
-    client: &Client,
-    filters: &Sql,
+    store: &dyn Store,
+    filter: &CallFilter,
     chunk: usize,
     sink: &mut Sink<'_, O>,
 ) -> Result<(), DatasetError> {
     let req = sink.req;
-    let signals = query::signals_of_type(&req.project, "regenerate")
-        .fetch::<query::SignalItem>(client)
-        .await?;
+    let signals = store.signals_of_type(&req.project, "regenerate").await?;
     let discarded_of = |s: &query::SignalItem| {
         if s.discarded_trace_id.is_empty() {
             (s.trace_id.clone(), s.span_id.clone())
@@ -144,16 +156,10 @@ async fn regenerate<O: Output>(
     };
     for group in signals.chunks(chunk) {
         let targets: Vec<(String, String)> = group.iter().map(discarded_of).collect();
-        let traces = query::id_list(targets.iter().map(|(t, _)| t.as_str()));
-        let rejected =
-            fetch_calls(client, sink, query::calls_of_traces(req, filters, traces)).await?;
-        let conversations = query::id_list(rejected.iter().map(|c| c.conversation_id.as_str()));
-        let later = fetch_calls(
-            client,
-            sink,
-            query::calls_of_conversations(req, filters, conversations),
-        )
-        .await?;
+        let traces = Ids::of(targets.iter().map(|(t, _)| t.as_str()));
+        let rejected = calls_of_traces(store, sink, filter, traces).await?;
+        let conversations = Ids::of(rejected.iter().map(|c| c.conversation_id.as_str()));
+        let later = calls_of_conversations(store, sink, filter, conversations).await?;
         let later: Vec<(u128, &CallRow)> = later.iter().map(|c| (prompt_hash(c), c)).collect();
         for (signal, (trace_id, span_id)) in group.iter().zip(&targets) {
             let Some(a) = find(&rejected, trace_id, span_id) else {
@@ -206,21 +212,21 @@ struct Rated {
 }
 
 async fn feedback<O: Output>(
-    client: &Client,
-    filters: &Sql,
+    store: &dyn Store,
+    filter: &CallFilter,
     chunk: usize,
     sink: &mut Sink<'_, O>,
 ) -> Result<(), DatasetError> {
     let req = sink.req;
     let p = &req.preference;
-    let ratings = query::rating_feedback(
-        &req.project,
-        &p.feedback_name,
-        p.positive_min,
-        p.negative_max,
-    )
-    .fetch::<query::FeedbackItem>(client)
-    .await?;
+    let ratings = store
+        .rating_feedback(
+            &req.project,
+            &p.feedback_name,
+            p.positive_min,
+            p.negative_max,
+        )
+        .await?;
     // (trace, span or "") -> (positive?, feedback ids); both ways -> None.
     let mut polarity: HashMap<(String, String), Polarity> = HashMap::new();
     for f in &ratings {
@@ -239,8 +245,8 @@ async fn feedback<O: Output>(
     // prompt hash -> (positives, negatives)
     let mut groups: HashMap<u128, (Vec<Rated>, Vec<Rated>)> = HashMap::new();
     for group in traces.chunks(chunk) {
-        let sql = query::calls_of_traces(req, filters, query::id_list(group.iter().copied()));
-        for c in fetch_calls(client, sink, sql).await? {
+        let traces = Ids::of(group.iter().copied());
+        for c in calls_of_traces(store, sink, filter, traces).await? {
             let span = polarity.get(&(c.trace_id.clone(), c.span_id.clone()));
             let trace = polarity.get(&(c.trace_id.clone(), String::new()));
             let Some(Some((positive, ids))) = span.or(trace) else {
@@ -276,8 +282,7 @@ async fn feedback<O: Output>(
         let traces = group
             .iter()
             .flat_map(|(a, b)| [a.trace_id.as_str(), b.trace_id.as_str()]);
-        let sql = query::calls_of_traces(req, filters, query::id_list(traces));
-        let calls = fetch_calls(client, sink, sql).await?;
+        let calls = calls_of_traces(store, sink, filter, Ids::of(traces)).await?;
         for (good, bad) in group {
             let (Some(g), Some(b)) = (
                 find(&calls, &good.trace_id, &good.span_id),
@@ -306,21 +311,21 @@ async fn feedback<O: Output>(
 }
 
 async fn edit<O: Output>(
-    client: &Client,
-    filters: &Sql,
+    store: &dyn Store,
+    filter: &CallFilter,
     chunk: usize,
     sink: &mut Sink<'_, O>,
 ) -> Result<(), DatasetError> {
     let req = sink.req;
-    let signals: Vec<query::SignalItem> = query::signals_of_type(&req.project, "edit")
-        .fetch::<query::SignalItem>(client)
+    let signals: Vec<query::SignalItem> = store
+        .signals_of_type(&req.project, "edit")
         .await?
         .into_iter()
         .filter(|s| !s.edited_text.trim().is_empty() && !s.trace_id.is_empty())
         .collect();
     for group in signals.chunks(chunk) {
-        let traces = query::id_list(group.iter().map(|s| s.trace_id.as_str()));
-        let calls = fetch_calls(client, sink, query::calls_of_traces(req, filters, traces)).await?;
+        let traces = Ids::of(group.iter().map(|s| s.trace_id.as_str()));
+        let calls = calls_of_traces(store, sink, filter, traces).await?;
         for s in group {
             let Some(c) = find(&calls, &s.trace_id, &s.span_id) else {
                 continue;

@@ -5,6 +5,8 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use flywheel_store::CallFilter;
+
 /// Dataset shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
@@ -50,25 +52,7 @@ impl Format {
     }
 }
 
-/// Which feedback value selects a call.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FeedbackValue {
-    /// Any value of the named feedback.
-    Any,
-    /// Score equal to this (booleans are 1 / 0).
-    Score(f64),
-    /// Score within `[min, max]` (either bound optional).
-    Range { min: Option<f64>, max: Option<f64> },
-    /// This category label.
-    Label(String),
-}
-
-/// Export only calls with feedback of this name (and value).
-#[derive(Debug, Clone, PartialEq)]
-pub struct FeedbackFilter {
-    pub name: String,
-    pub value: FeedbackValue,
-}
+pub use flywheel_store::{FeedbackFilter, FeedbackValue};
 
 /// Where preference pairs come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -137,6 +121,21 @@ pub struct ExportRequest {
     pub dedup: bool,
     pub limit: Option<u64>,
     pub preference: PreferenceOptions,
+}
+
+impl ExportRequest {
+    /// The calls this export reads: its project and filters.
+    pub fn call_filter(&self) -> CallFilter {
+        CallFilter {
+            project: self.project.clone(),
+            from: self.from,
+            to: self.to,
+            models: self.models.clone(),
+            conversation: self.conversation.clone(),
+            feedback: self.feedback.clone(),
+            signal: self.signal.clone(),
+        }
+    }
 }
 
 impl ExportRequest {

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use flywheel_auth::{Action, AuthError, Authenticator};
 use flywheel_core::ErrorCode;
 use flywheel_datasets::{DatasetError, ExportOptions, ExportReport, Output};
+use flywheel_store::Store;
 use http_body::Frame;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -38,7 +39,7 @@ pub const TRAILER_REPORT: &str = "flywheel-export-report";
 /// Shared state of the export route.
 pub struct ExportState {
     pub auth: Authenticator,
-    pub clickhouse: clickhouse::Client,
+    pub store: Arc<dyn Store>,
     pub options: ExportOptions,
     pub slots: Arc<Semaphore>,
     pub metrics: Metrics,
@@ -155,7 +156,7 @@ pub struct Failed {
 impl Failed {
     fn of(e: &DatasetError) -> Self {
         let (code, message) = match e {
-            DatasetError::ClickHouse(clickhouse::error::Error::Network(_)) => (
+            DatasetError::Store(e) if e.is_unavailable() => (
                 ErrorCode::Unavailable,
                 "ClickHouse is unavailable; retry later",
             ),
@@ -199,7 +200,7 @@ async fn run_export(
     m.exports_in_progress.inc();
     let mut out = ChannelOutput { tx: tx.clone() };
     let result = tokio::select! {
-        r = flywheel_datasets::export(&state.clickhouse, &req, state.options, &mut out) => r,
+        r = flywheel_datasets::export(state.store.as_ref(), &req, state.options, &mut out) => r,
         () = state.shutdown.cancelled() => Err(DatasetError::Closed("shutting down".into())),
     };
     m.exports_in_progress.dec();

@@ -2,7 +2,8 @@
 //!
 //! The read side of Flywheel for clients holding a secret key. Today one route:
 //! `GET /v1/datasets/export` streams the caller's project as an `sft`, `preference` or `eval`
-//! dataset (JSONL or Parquet), read from ClickHouse by `flywheel-datasets`, PII-redacted and
+//! dataset (JSONL or Parquet), read from the store (ClickHouse or embedded DuckDB, `[store]`,
+//! `flywheel-store`) by `flywheel-datasets`, PII-redacted and
 //! deduplicated by default, with the export report in HTTP trailers, metrics and the log
 //! (adr/0007). `/` is a live status page (SLOs, alerts, models, feedback, charts) with its
 //! JSON under `/v1/status/` ([`status`], adr/0010). `/healthz` and `/readyz` are served on the
@@ -22,7 +23,7 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use flywheel_datasets::ExportOptions;
-use flywheel_schema::ClickHouseConfig;
+use flywheel_store::Store;
 use flywheel_telemetry::Readiness;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
@@ -50,17 +51,17 @@ pub enum ApiError {
 pub async fn run(
     config: ApiConfig,
     auth: &flywheel_auth::AuthConfig,
-    clickhouse: &ClickHouseConfig,
+    store: Arc<dyn Store>,
+    clickhouse: &flywheel_schema::ClickHouseConfig,
     registry: &Registry,
     readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
     let metrics = metrics::Metrics::register(registry)?;
     let auth = flywheel_auth::Authenticator::new(auth).map_err(ApiError::Config)?;
-    let client = clickhouse.client();
     let state = Arc::new(export::ExportState {
         auth,
-        clickhouse: client,
+        store,
         options: ExportOptions {
             page_size: config.export_page_size,
         },
@@ -68,7 +69,8 @@ pub async fn run(
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     });
-    let status = status::state(&config, &state.auth, &state.clickhouse, metrics);
+    // The status page still queries ClickHouse directly (its DuckDB port is in progress).
+    let status = status::state(&config, &state.auth, &clickhouse.client(), metrics);
     let app = Router::new()
         .route("/v1/datasets/export", get(export::export))
         .with_state(state)
@@ -89,20 +91,19 @@ pub async fn run(
     Ok(())
 }
 
-/// Registers the api's dependency (ClickHouse, probed every 5 s with `SELECT 1`) in
-/// `readiness`. Call it before the admin server starts answering.
+/// Registers the api's dependency (the store, named by its backend, e.g. `clickhouse`, probed
+/// every 5 s with `SELECT 1`) in `readiness`. Call it before the admin server starts answering.
 pub fn register_readiness(
-    clickhouse: &ClickHouseConfig,
+    store: Arc<dyn Store>,
     readiness: &Readiness,
     shutdown: CancellationToken,
 ) {
-    let client = clickhouse.client();
     let ready = Arc::new(AtomicBool::new(false));
     let flag = ready.clone();
-    readiness.register("clickhouse", move || flag.load(Ordering::Relaxed));
+    readiness.register(store.backend(), move || flag.load(Ordering::Relaxed));
     tokio::spawn(async move {
         loop {
-            let ok = client.query("SELECT 1").fetch_one::<u8>().await.is_ok();
+            let ok = store.ping().await.is_ok();
             ready.store(ok, Ordering::Relaxed);
             tokio::select! {
                 () = shutdown.cancelled() => return,

@@ -1,0 +1,154 @@
+//! # Flywheel store
+//!
+//! The analytical store behind Flywheel's read path, as one trait, [`Store`], with two
+//! implementations that pass the same test suites (tests/datasets.rs, tests/datasets_api.rs):
+//!
+//! - [`ClickHouseStore`]: the ClickHouse server and the schema of `lib/schema` (the
+//!   deployment at scale);
+//! - [`DuckDbStore`]: an embedded DuckDB file with the same tables and column names
+//!   (`src/duckdb/migrations/`), for one process without servers.
+//!
+//! The read queries are written once ([`sql`], two dialects); the write path stores a
+//! [`RowBatch`] idempotently under a token, with ClickHouse's ReplacingMergeTree semantics
+//! (latest `received_at` per feedback or signal id wins). [`StoreConfig`] (section `[store]`)
+//! picks the backend; [`open`] builds it. Decisions: adr/0009-embedded-store.md.
+
+mod clickhouse;
+pub mod config;
+mod duckdb;
+pub mod model;
+pub mod sql;
+
+use std::sync::Arc;
+
+use flywheel_schema::ClickHouseConfig;
+
+pub use crate::clickhouse::ClickHouseStore;
+pub use crate::config::{Backend, StoreConfig};
+pub use crate::duckdb::{required_version as duckdb_required_version, AccessMode, DuckDbStore};
+pub use crate::model::{
+    CallFilter, CallRow, FeedbackFilter, FeedbackItem, FeedbackValue, Ids, PageKey, RowBatch,
+    SignalItem,
+};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("clickhouse: {0}")]
+    ClickHouse(#[from] ::clickhouse::error::Error),
+    #[error("duckdb: {0}")]
+    DuckDb(#[from] ::duckdb::Error),
+    #[error("duckdb {path}: {source}")]
+    Open {
+        path: String,
+        source: ::duckdb::Error,
+    },
+    #[error("duckdb: unexpected value in column {column}: {value}")]
+    Decode { column: String, value: String },
+    #[error("encoding a row: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    /// The store cannot be reached now; retrying later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Self::ClickHouse(::clickhouse::error::Error::Network(_))
+        )
+    }
+}
+
+/// The analytical store: the reads of dataset export and the writes that load its tables.
+/// Every read is restricted to one project and sees deduplicated rows.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    /// `clickhouse` or `duckdb` (readiness checks, logs).
+    fn backend(&self) -> &'static str;
+
+    /// Whether the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// One page of calls after `after`, in `(model, timestamp, trace_id, span_id)` order.
+    async fn calls_page(
+        &self,
+        filter: &CallFilter,
+        after: Option<&PageKey>,
+        limit: u64,
+    ) -> Result<Vec<CallRow>, StoreError>;
+
+    /// How many calls match `filter`.
+    async fn count_calls(&self, filter: &CallFilter) -> Result<u64, StoreError>;
+
+    /// Calls matching `filter` with these trace ids, in `(timestamp, trace_id, span_id)` order.
+    async fn calls_of_traces(
+        &self,
+        filter: &CallFilter,
+        traces: &Ids,
+    ) -> Result<Vec<CallRow>, StoreError>;
+
+    /// Calls matching `filter` in these conversations, in `(timestamp, trace_id, span_id)`
+    /// order.
+    async fn calls_of_conversations(
+        &self,
+        filter: &CallFilter,
+        conversations: &Ids,
+    ) -> Result<Vec<CallRow>, StoreError>;
+
+    /// Feedback of `project` on these traces, or on these conversations without a trace, in
+    /// `(timestamp, id)` order.
+    async fn feedback_for(
+        &self,
+        project: &str,
+        traces: &Ids,
+        conversations: &Ids,
+    ) -> Result<Vec<FeedbackItem>, StoreError>;
+
+    /// Signals of `project` on (or discarding an answer of) these traces, or on these
+    /// conversations without a trace, in `(timestamp, id)` order.
+    async fn signals_for(
+        &self,
+        project: &str,
+        traces: &Ids,
+        conversations: &Ids,
+    ) -> Result<Vec<SignalItem>, StoreError>;
+
+    /// Signals of one type of `project`, in `(timestamp, id)` order.
+    async fn signals_of_type(
+        &self,
+        project: &str,
+        signal_type: &str,
+    ) -> Result<Vec<SignalItem>, StoreError>;
+
+    /// Feedback named `name` on a trace with a score of at least `positive_min` or at most
+    /// `negative_max`, in `(timestamp, id)` order.
+    async fn rating_feedback(
+        &self,
+        project: &str,
+        name: &str,
+        positive_min: f64,
+        negative_max: f64,
+    ) -> Result<Vec<FeedbackItem>, StoreError>;
+
+    /// Stores `batch` (see [`RowBatch`]): a batch whose token was stored before is a no-op.
+    async fn insert(&self, batch: &RowBatch) -> Result<(), StoreError>;
+}
+
+/// The store `config` selects: ClickHouse (with `clickhouse`) or the DuckDB file, opened
+/// (and created or migrated) in `mode`.
+pub fn open(
+    config: &StoreConfig,
+    clickhouse: &ClickHouseConfig,
+    mode: AccessMode,
+) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match config.backend {
+        Backend::ClickHouse => Arc::new(ClickHouseStore::new(clickhouse.client())),
+        Backend::DuckDb => Arc::new(DuckDbStore::open_with(
+            &config.path,
+            mode,
+            &config.memory_limit,
+        )?),
+    })
+}
