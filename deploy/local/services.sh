@@ -105,7 +105,10 @@ up_kafka() {
   if port_open "$KAFKA_ADDR"; then
     if ! pid_alive kafka; then log "kafka already up on $KAFKA_ADDR (not started here: used as is)"; return; fi
     local reason=
-    [ "$(cat "$STATE/kafka.engine" 2>/dev/null || echo sqlite)" = "$KAFKA_STORAGE" ] || reason="storage is not $KAFKA_STORAGE"
+    # Only an explicit FLYWHEEL_KAFKA_STORAGE asks for another engine than the running one.
+    if [ -n "${FLYWHEEL_KAFKA_STORAGE:-}" ] && [ "$(cat "$STATE/kafka.engine" 2>/dev/null || echo sqlite)" != "$KAFKA_STORAGE" ]; then
+      reason="storage is not $KAFKA_STORAGE"
+    fi
     # A panic after the last start line: tansu 0.6 then fails every request (wedged).
     if awk '/^tansu broker/ {p=0} /panicked/ {p=1} END {exit !p}' "$STATE/log/kafka.log" 2>/dev/null; then
       reason="wedged (panic in $STATE/log/kafka.log)"
