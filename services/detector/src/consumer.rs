@@ -9,11 +9,11 @@ use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use flywheel_bus::{Delivery, Source};
 use flywheel_feedback::pb;
 use flywheel_schema::rows::AlertRow;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
-use flywheel_bus::{Delivery, Source};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

@@ -42,10 +42,12 @@ pub fn source_spec(config: &IngesterConfig, metrics: &Metrics) -> SourceSpec {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
-        lag: Some(std::sync::Arc::new(move |topic: &str, partition: i32, n: i64| {
-            lag.with_label_values(&[topic, &partition.to_string()])
-                .set(n);
-        })),
+        lag: Some(std::sync::Arc::new(
+            move |topic: &str, partition: i32, n: i64| {
+                lag.with_label_values(&[topic, &partition.to_string()])
+                    .set(n);
+            },
+        )),
     }
 }
 

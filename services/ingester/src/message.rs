@@ -4,10 +4,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use flywheel_bus::Delivery;
 use flywheel_core::{wire, ProjectId};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
-use flywheel_bus::Delivery;
 
 use crate::map::{feedback, Rows};
 use crate::IngesterConfig;
