@@ -21,7 +21,7 @@ mod source;
 
 pub use config::{Compression, KafkaConfig};
 pub use kafka::{client_config, KafkaPublisher};
-pub use kafka_source::{KafkaBus, KafkaSource, SourceContext};
+pub use kafka_source::{KafkaBus, KafkaSource};
 pub use source::{
     AssignmentChange, Bus, BusError, CommitPolicy, Delivery, LagHook, Source, SourceSpec,
 };

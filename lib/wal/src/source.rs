@@ -5,7 +5,8 @@
 //! the subscribed topics is assigned once, when the source first sees it (at start, or when a
 //! subscribed topic is created later), and nothing is ever revoked. Commits are durable group
 //! commits ([`Subscription::commit`]); [`CommitPolicy::Auto`] commits the position after every
-//! message received, at most once per interval, before the next message is handed out.
+//! message received, at most once per interval, while receiving (before the next message is
+//! handed out, or while waiting for one).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -156,28 +157,30 @@ impl Source for WalSource {
     type Message<'a> = Message;
 
     async fn recv(&mut self) -> Result<Message, BusError> {
-        // Commit before taking a message out of the buffer: cancelled at this await, nothing
-        // is lost.
-        if self
-            .auto_commit
-            .is_some_and(|every| self.last_commit.elapsed() >= every)
-        {
-            self.commit_positions().await?;
-        }
-        while self.buffered.is_empty() {
+        loop {
+            // Commit before taking a message out of the buffer: cancelled at this await,
+            // nothing is lost. Also while idle, so the last positions do not wait for traffic.
+            if self
+                .auto_commit
+                .is_some_and(|every| self.last_commit.elapsed() >= every)
+            {
+                self.commit_positions().await?;
+            }
+            if let Some(m) = self.buffered.pop_front() {
+                self.received
+                    .insert((m.topic.clone(), m.partition), m.offset + 1);
+                self.uncommitted = true;
+                return Ok(m);
+            }
+            let wait = self
+                .auto_commit
+                .map_or(POLL_WAIT, |every| every.min(POLL_WAIT));
             // Cancel-safe: `poll` returns records only when it resolves.
-            let batch = self.subscription.poll(POLL_MAX, POLL_WAIT).await?;
+            let batch = self.subscription.poll(POLL_MAX, wait).await?;
             self.note_assignment();
             self.report_lag();
             self.buffered.extend(batch);
         }
-        let Some(m) = self.buffered.pop_front() else {
-            unreachable!("the buffer was just filled");
-        };
-        self.received
-            .insert((m.topic.clone(), m.partition), m.offset + 1);
-        self.uncommitted = true;
-        Ok(m)
     }
 
     async fn commit(
