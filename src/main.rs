@@ -282,7 +282,7 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
         tasks.spawn(async move {
             flywheel_ingester::run(
                 ingester,
-                &kafka,
+                &flywheel_bus::KafkaBus::new(kafka),
                 &clickhouse,
                 &registry,
                 &readiness,
@@ -331,7 +331,7 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
         tasks.spawn(async move {
             flywheel_detector::run(
                 detector,
-                &kafka,
+                &flywheel_bus::KafkaBus::new(kafka),
                 &clickhouse,
                 &auth,
                 &registry,

@@ -7,14 +7,24 @@
 //!
 //! - [`KafkaPublisher`]: the production implementation over `rdkafka`.
 //! - [`KafkaConfig`]: broker address, compression, timeouts and queue bounds.
+//! - [`Source`]: the consuming side, as narrow (receive, commit, committed offset, assignment
+//!   changes), with [`Delivery`] (one message) and [`Bus`] (what a service gets to make its
+//!   sources and publishers); [`KafkaSource`] and [`KafkaBus`] implement them over `rdkafka`
+//!   (the wal's live in `flywheel-wal`).
 //! - [`inspect`]: reading a topic back (tests, benchmarks, `flywheel topic-stats`).
 
 mod config;
 pub mod inspect;
 mod kafka;
+mod kafka_source;
+mod source;
 
 pub use config::{Compression, KafkaConfig};
 pub use kafka::{client_config, KafkaPublisher};
+pub use kafka_source::{KafkaBus, KafkaSource};
+pub use source::{
+    AssignmentChange, Bus, BusError, CommitPolicy, Delivery, LagHook, Source, SourceSpec,
+};
 
 use std::future::Future;
 

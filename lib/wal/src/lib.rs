@@ -2,7 +2,9 @@
 //! runs as a single process.
 //!
 //! Receivers publish through [`WalPublisher`] (a [`flywheel_bus::Publisher`]); consumers read
-//! through a [`Subscription`] per consumer group, with durable commits.
+//! through a [`Subscription`] per consumer group, with durable commits. [`WalSource`] and
+//! [`WalBus`] put it behind `flywheel-bus`'s consumer seam ([`flywheel_bus::Source`],
+//! [`flywheel_bus::Bus`]), so that services written against that seam run over the wal.
 //!
 //! # Durability contract
 //!
@@ -43,6 +45,7 @@ pub mod metrics;
 mod publisher;
 mod retention;
 mod segment;
+mod source;
 mod subscription;
 mod writer;
 
@@ -51,6 +54,7 @@ pub use error::WalError;
 pub use metrics::Metrics;
 pub use publisher::WalPublisher;
 pub use retention::RetentionReport;
+pub use source::{WalBus, WalSource};
 pub use subscription::{Message, Subscription};
 
 use std::collections::{HashMap, HashSet};

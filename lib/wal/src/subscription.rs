@@ -229,6 +229,33 @@ impl Subscription {
             .map_err(|e| WalError::Failed(format!("commit task failed: {e}")))?
     }
 
+    /// [`Self::commit`] for several partitions at once (one file write), on the blocking pool.
+    pub async fn commit_all(&self, commits: Vec<(String, i32, i64)>) -> Result<(), WalError> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let (shared, group) = (self.shared.clone(), self.group.clone());
+        tokio::task::spawn_blocking(move || shared.commit(&group, &commits))
+            .await
+            .map_err(|e| WalError::Failed(format!("commit task failed: {e}")))?
+    }
+
+    /// Records behind each partition's end, from this subscription's read position, as
+    /// `(topic, partition, lag)`.
+    pub fn lag(&self) -> Vec<(String, i32, i64)> {
+        self.cursors
+            .iter()
+            .map(|c| {
+                let end = c.partition.bounds().1;
+                (
+                    c.partition.topic.clone(),
+                    c.partition.id,
+                    (end - c.next_offset).max(0),
+                )
+            })
+            .collect()
+    }
+
     /// [`Self::commit`] for several partitions at once (one file write), blocking the thread.
     pub fn commit_blocking(&self, commits: &[(String, i32, i64)]) -> Result<(), WalError> {
         self.shared.commit(&self.group, commits)

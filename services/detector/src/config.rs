@@ -23,7 +23,8 @@ pub struct DetectorConfig {
     /// Scale-out (adr/0008): when set, every instance re-keys calls and attributed items by
     /// SLI key into this topic (stage 1) and consumes it in group `<group_id>.keyed` (stage 2),
     /// so each key is evaluated by one instance. Retain it for the longest alerting window.
-    /// Empty: one instance does everything (the default).
+    /// Empty: one instance does everything (the default). Requires the Kafka bus: refused on
+    /// the in-process wal ([`Self::check_bus`]).
     pub keyed_topic: String,
     /// The SLO file (YAML, `deploy/slos.example.yaml`). Required to run the detector; `flywheel
     /// all` runs the detector only when it is set.
@@ -117,6 +118,18 @@ impl Default for DetectorConfig {
 impl DetectorConfig {
     pub fn evaluation_interval(&self) -> Duration {
         Duration::from_millis(self.evaluation_interval_ms)
+    }
+
+    /// What the bus must offer: `keyed_topic` (scale-out) needs Kafka consumer groups and
+    /// is refused on the in-process wal.
+    pub fn check_bus(&self, kafka: bool) -> Result<(), ConfigError> {
+        if !kafka && !self.keyed_topic.is_empty() {
+            return Err(ConfigError::invalid(
+                "detector.keyed_topic",
+                "requires the Kafka bus (scale-out rebalances keys across instances); leave it empty when running on the wal",
+            ));
+        }
+        Ok(())
     }
 }
 

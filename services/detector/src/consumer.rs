@@ -1,4 +1,5 @@
-//! The detector loop: Kafka (spans, feedback, signals) -> [`Engine`] -> every evaluation
+//! The detector loop: the log (spans, feedback, signals; a [`flywheel_bus::Source`], Kafka or
+//! the wal) -> [`Engine`] -> every evaluation
 //! interval a tick whose alert changes go to the senders and the alert history, and whose SLO
 //! views go to the HTTP snapshot. Feedback and signals that memory cannot attribute wait in a
 //! bounded queue for a batched ClickHouse lookup (at most one in flight, at most one every
@@ -8,12 +9,11 @@ use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use flywheel_bus::{Delivery, Source};
 use flywheel_feedback::pb;
 use flywheel_schema::rows::AlertRow;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -76,7 +76,6 @@ impl Pending {
 pub struct Loop {
     pub cfg: DetectorConfig,
     pub engine: Engine,
-    pub consumer: Arc<StreamConsumer>,
     pub clickhouse: clickhouse::Client,
     /// Messages received before this (ns) are already in the rebuilt history.
     pub cut_ns: i64,
@@ -94,11 +93,8 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn header<'a>(m: &'a rdkafka::message::BorrowedMessage<'_>, name: &str) -> Option<&'a str> {
-    let h = m.headers()?;
-    h.iter()
-        .find(|h| h.key == name)
-        .and_then(|h| std::str::from_utf8(h.value?).ok())
+fn header<'a, M: Delivery + ?Sized>(m: &'a M, name: &str) -> Option<&'a str> {
+    std::str::from_utf8(m.header(name)?).ok()
 }
 
 fn subject(s: Option<&pb::Subject>) -> Subject {
@@ -163,25 +159,26 @@ pub fn signal_item(project: String, payload: &[u8], received_ns: Option<i64>) ->
 }
 
 impl Loop {
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Consumes `source` (the raw topics; offsets committed automatically, and once more on
+    /// the way out) until `shutdown`.
+    pub async fn run<S: Source>(mut self, mut source: S, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.cfg.evaluation_interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let (lookup_tx, mut lookup_rx) = mpsc::channel(1);
         let mut lookup_in_flight = false;
         let mut last_lookup = Instant::now();
         let lookup_every = Duration::from_millis(self.cfg.lookup_interval_ms);
-        let consumer = self.consumer.clone();
         let keyed = self.keyed.as_ref().map(|k| k.consumer.clone());
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                m = consumer.recv() => match m {
+                m = source.recv() => match m {
                     Ok(m) => {
                         self.message(&m);
                         self.evaluate_if_event_time_moved();
                     }
                     Err(e) => {
-                        tracing::debug!(error = %e, "kafka receive error");
+                        tracing::debug!(error = %e, "receive error");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
@@ -222,11 +219,10 @@ impl Loop {
                     self.looked_up(batch, result);
                 }
             }
+            // No state is kept per partition: reassignments need nothing.
+            source.take_changes();
         }
-        if let Err(e) = self
-            .consumer
-            .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
-        {
+        if let Err(e) = source.commit_received().await {
             tracing::debug!(error = %e, "final offset commit failed");
         }
     }
@@ -245,14 +241,14 @@ impl Loop {
         ev.with_label_values(&[kind, outcome]).inc();
     }
 
-    fn message(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
+    fn message<M: Delivery + ?Sized>(&mut self, m: &M) {
         let received_ns = header(m, flywheel_core::wire::HEADER_RECEIVED_AT_NS)
             .and_then(|v| v.parse::<i64>().ok());
         let project = header(m, flywheel_core::wire::HEADER_PROJECT)
             .filter(|p| !p.is_empty())
             .unwrap_or("default")
             .to_string();
-        let payload = m.payload().unwrap_or_default();
+        let payload = m.payload();
         let topic = m.topic();
         let kind = if topic == self.cfg.spans_topic {
             "call"

@@ -1,4 +1,6 @@
-//! Scale-out by re-keying (adr/0008), on when `detector.keyed_topic` is set.
+//! Scale-out by re-keying (adr/0008), on when `detector.keyed_topic` is set. Kafka only:
+//! stage 2 relies on consumer-group rebalancing, which the in-process wal does not have
+//! ([`crate::DetectorConfig::check_bus`]).
 //!
 //! Stage 1 (every instance, group `detector.group_id` on the raw topics): calls, and feedback
 //! and signals once attributed, become small [`SliEvent`]s produced to the keyed topic with
@@ -17,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flywheel_bus::{KafkaPublisher, Publisher, Record};
+use flywheel_bus::{Publisher, Record};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message as _;
@@ -129,8 +131,8 @@ impl SliEvent {
 
 /// Produces SLI events in order, batching what queued up while the previous batch was being
 /// delivered. The loop only `try_send`s; a full queue is counted as dropped.
-pub fn forwarder(
-    publisher: KafkaPublisher,
+pub fn forwarder<P: Publisher>(
+    publisher: P,
     topic: String,
     capacity: usize,
     metrics: Metrics,

@@ -13,10 +13,10 @@
 //! | module | what |
 //! |---|---|
 //! | [`config`] | `[detector]` section |
-//! | [`consumer`] | the loop: Kafka -> engine -> senders, history, snapshot |
+//! | [`consumer`] | the loop: the raw topics (a `flywheel_bus::Source`: Kafka or the wal) -> engine -> senders, history, snapshot |
 //! | [`extract`] | model calls of an OTLP span message (with tokens and cost, priced by `flywheel-pricing`) |
 //! | [`join`] | bounded maps from trace / span / conversation ids to SLI keys |
-//! | [`keyed`] | scale-out: SLI events re-keyed through a topic, one owner per key |
+//! | [`keyed`] | scale-out: SLI events re-keyed through a topic, one owner per key (Kafka only) |
 //! | [`engine`] | window store, tracker and evaluation, no I/O |
 //! | [`sender`] | Alertmanager v2, webhook and Slack delivery with retries |
 //! | [`history`] | ClickHouse: alert rows, restore, rebuild, key lookups |

@@ -6,12 +6,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use flywheel_auth::{AuthConfig, Authenticator};
-use flywheel_bus::KafkaConfig;
+use flywheel_bus::{Bus, CommitPolicy, SourceSpec};
 use flywheel_schema::rows::AlertRow;
 use flywheel_schema::ClickHouseConfig;
 use flywheel_telemetry::Readiness;
 use prometheus::Registry;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -36,6 +35,8 @@ pub enum DetectorError {
     Schema(#[from] flywheel_schema::migrate::SchemaError),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("bus: {0}")]
+    Bus(#[from] flywheel_bus::BusError),
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("{0}")]
@@ -51,10 +52,11 @@ pub enum DetectorError {
     History(#[source] clickhouse::error::Error),
 }
 
-/// Runs the detector until `shutdown`.
-pub async fn run(
+/// Runs the detector until `shutdown`, on the log `bus` gives (`flywheel_bus::KafkaBus` or
+/// `flywheel_wal::WalBus`; keyed mode, `detector.keyed_topic`, needs Kafka).
+pub async fn run<B: Bus>(
     config: DetectorConfig,
-    kafka: &KafkaConfig,
+    bus: &B,
     clickhouse: &ClickHouseConfig,
     auth: &AuthConfig,
     registry: &Registry,
@@ -99,26 +101,25 @@ pub async fn run(
         config.signals_topic.clone(),
     ];
     let keyed_mode = !config.keyed_topic.is_empty();
+    config
+        .check_bus(bus.kafka().is_some())
+        .map_err(|e| DetectorError::Config(e.to_string()))?;
     let mut own = topics.clone();
     if keyed_mode {
         own.push(config.keyed_topic.clone());
     }
-    let publisher = flywheel_bus::KafkaPublisher::start(kafka, own, shutdown.clone())?;
+    let publisher = bus.publisher(own, shutdown.clone())?;
     let probe = publisher.clone();
     readiness.register("detector_kafka", move || {
         flywheel_bus::Publisher::is_ready(&probe)
     });
-    let mut client = flywheel_bus::client_config(kafka);
-    client
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", config.session_timeout_ms.to_string())
-        .set("topic.metadata.refresh.interval.ms", "10000");
-    let consumer: StreamConsumer = client.create()?;
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&names)?;
+    let source = bus.source(SourceSpec {
+        commit: CommitPolicy::Auto {
+            interval: Duration::from_secs(1),
+        },
+        session_timeout_ms: config.session_timeout_ms,
+        ..SourceSpec::new(config.group_id.clone(), topics.clone())
+    })?;
 
     let tasks = TaskTracker::new();
     // Delivery and history tasks stop after the loop: they get their own token.
@@ -150,7 +151,7 @@ pub async fn run(
     let server = tokio::spawn(server);
     tracing::info!(%addr, "detector API listening (/v1/slos, /v1/alerts)");
 
-    let keyed = if keyed_mode {
+    let keyed = if let (true, Some(kafka)) = (keyed_mode, bus.kafka()) {
         let (forward, task) = crate::keyed::forwarder(
             publisher,
             config.keyed_topic.clone(),
@@ -180,7 +181,6 @@ pub async fn run(
     let cut_ms = crate::consumer::now_ms();
     let mut detector = Loop {
         engine,
-        consumer: Arc::new(consumer),
         clickhouse: ch.clone(),
         cut_ns: if config.rebuild_from_history && !keyed_mode {
             cut_ms * 1_000_000
@@ -205,7 +205,7 @@ pub async fn run(
         rebuild(&mut detector, &ch, cut_ms, longest).await?;
     }
     tracing::info!(topics = ?topics, group = %config.group_id, "detector consuming");
-    detector.run(shutdown.clone()).await;
+    detector.run(source, shutdown.clone()).await;
     drain.cancel();
     tasks.close();
     tasks.wait().await;

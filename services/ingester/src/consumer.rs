@@ -1,18 +1,12 @@
-//! The consume loop: Kafka (spans, feedback and signals topics) -> per-partition batches ->
+//! The consume loop: the log (spans, feedback and signals topics, through a
+//! [`flywheel_bus::Source`]: Kafka or the wal) -> per-partition batches ->
 //! ClickHouse -> offset commit. Every topic goes through the same machinery (markers, tokens
 //! and commits are per topic and partition); only decoding differs ([`crate::message`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flywheel_bus::KafkaPublisher;
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
-use rdkafka::statistics::Statistics;
-use rdkafka::{Offset, TopicPartitionList};
+use flywheel_bus::{AssignmentChange, BusError, CommitPolicy, Publisher, Source, SourceSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{dedup_token, Partition};
@@ -26,111 +20,53 @@ use flywheel_schema::rows::IngestBatchRow;
 /// A partition of one of the consumed topics.
 pub type Key = (Kind, i32);
 
-/// Partition assignment changes, recorded by librdkafka's callback for the loop to apply.
-#[derive(Debug)]
-pub enum Change {
-    Assigned(Vec<Key>),
-    Revoked(Vec<Key>),
-}
-
-pub struct IngestContext {
-    topics: Topics,
-    changes: Changes,
-    metrics: Metrics,
-}
-
-impl ClientContext for IngestContext {
-    fn stats(&self, statistics: Statistics) {
-        for name in self.topics.names() {
-            let Some(topic) = statistics.topics.get(name) else {
-                continue;
-            };
-            for (id, p) in &topic.partitions {
-                if *id >= 0 && p.consumer_lag >= 0 {
-                    self.metrics
-                        .consumer_lag
-                        .with_label_values(&[name, &id.to_string()])
-                        .set(p.consumer_lag);
-                }
-            }
-        }
+/// The consumer group on the spans, feedback and signals topics: manual commits, lag into the
+/// lag gauge; with Kafka, a bounded prefetch and a long poll interval.
+pub fn source_spec(config: &IngesterConfig, metrics: &Metrics) -> SourceSpec {
+    let lag = metrics.consumer_lag.clone();
+    SourceSpec {
+        group: config.group_id.clone(),
+        topics: Topics::new(config)
+            .names()
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        commit: CommitPolicy::Manual,
+        session_timeout_ms: config.session_timeout_ms,
+        kafka_properties: [
+            // A ClickHouse outage stops polling while the batch is retried; keep the membership.
+            ("max.poll.interval.ms", "600000"),
+            // Bound the prefetch queue (per partition): batches are the memory that matters.
+            ("queued.max.messages.kbytes", "16384"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        lag: Some(std::sync::Arc::new(
+            move |topic: &str, partition: i32, n: i64| {
+                lag.with_label_values(&[topic, &partition.to_string()])
+                    .set(n);
+            },
+        )),
     }
 }
 
-impl ConsumerContext for IngestContext {
-    fn post_rebalance(
-        &self,
-        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
-        rebalance: &Rebalance<'_>,
-    ) {
-        let partitions = |tpl: &TopicPartitionList| {
-            tpl.elements()
-                .iter()
-                .filter_map(|e| Some((self.topics.kind(e.topic())?, e.partition())))
-                .collect::<Vec<_>>()
-        };
-        let change = match rebalance {
-            Rebalance::Assign(tpl) => Change::Assigned(partitions(tpl)),
-            Rebalance::Revoke(tpl) => Change::Revoked(partitions(tpl)),
-            Rebalance::Error(e) => {
-                tracing::warn!(error = %e, "rebalance error");
-                return;
-            }
-        };
-        tracing::info!(?change, "partition assignment changed");
-        self.changes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(change);
-    }
-}
-
-pub type IngestConsumer = StreamConsumer<IngestContext>;
-
-/// Assignment changes shared between librdkafka's callback and the loop.
-pub type Changes = Arc<Mutex<Vec<Change>>>;
-
-/// Creates the group consumer on the spans, feedback and signals topics (manual commits,
-/// statistics for the lag gauge).
-pub fn create_consumer(
-    kafka: &flywheel_bus::KafkaConfig,
-    config: &IngesterConfig,
-    metrics: Metrics,
-) -> Result<(IngestConsumer, Changes), KafkaError> {
-    let changes = Arc::new(Mutex::new(Vec::new()));
-    let mut client = flywheel_bus::client_config(kafka);
-    client
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("statistics.interval.ms", "5000")
-        // A ClickHouse outage stops polling while the batch is retried; keep the membership.
-        .set("max.poll.interval.ms", "600000")
-        .set("session.timeout.ms", config.session_timeout_ms.to_string())
-        // Bound the prefetch queue (per partition): batches are the memory that matters.
-        .set("queued.max.messages.kbytes", "16384")
-        // A subscribed topic created after start-up (e.g. feedback, before any was sent) is
-        // picked up within this time.
-        .set("topic.metadata.refresh.interval.ms", "10000");
-    let topics = Topics::new(config);
-    let consumer: IngestConsumer = client.create_with_context(IngestContext {
-        topics: topics.clone(),
-        changes: changes.clone(),
-        metrics,
-    })?;
-    consumer.subscribe(&topics.names())?;
-    Ok((consumer, changes))
+/// The next message, decoded while still in the source's buffer. Cancel-safe, as
+/// [`Source::recv`] is.
+async fn next<S: Source>(source: &mut S, topics: &Topics) -> Result<Option<Incoming>, BusError> {
+    let m = source.recv().await?;
+    Ok(topics
+        .kind(flywheel_bus::Delivery::topic(&m))
+        .map(|kind| crate::message::incoming(&m, kind)))
 }
 
 /// The loop's state and collaborators.
-pub struct Ingest {
+pub struct Ingest<S, P> {
     pub config: IngesterConfig,
-    pub consumer: IngestConsumer,
-    pub changes: Changes,
+    pub source: S,
     pub writer: Writer,
     pub mapper: Mapper,
-    pub dead_letters: KafkaPublisher,
+    pub dead_letters: P,
     pub metrics: Metrics,
     pub topics: Topics,
     pub partitions: HashMap<Key, Partition>,
@@ -138,7 +74,7 @@ pub struct Ingest {
     pub inserts: u64,
 }
 
-impl Ingest {
+impl<S: Source, P: Publisher> Ingest<S, P> {
     /// Consumes until `shutdown`, then flushes complete batches and commits.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let max_age = Duration::from_millis(self.config.batch_max_age_ms);
@@ -151,18 +87,14 @@ impl Ingest {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                message = self.consumer.recv() => match message {
-                    Ok(m) => {
-                        let Some(kind) = self.topics.kind(m.topic()) else {
-                            continue; // not subscribed (cannot happen)
-                        };
-                        let incoming = crate::message::incoming(&m, kind);
-                        drop(m);
+                message = next(&mut self.source, &self.topics) => match message {
+                    Ok(None) => continue, // not subscribed (cannot happen)
+                    Ok(Some(incoming)) => {
                         self.apply_changes();
                         self.handle(incoming, &shutdown).await;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "kafka consume error");
+                        tracing::warn!(error = %e, "consume error");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 },
@@ -199,32 +131,24 @@ impl Ingest {
     }
 
     fn apply_changes(&mut self) {
-        let changes: Vec<Change> =
-            std::mem::take(&mut *self.changes.lock().unwrap_or_else(|p| p.into_inner()));
-        for change in changes {
-            let (Change::Assigned(ids) | Change::Revoked(ids)) = change;
+        for change in self.source.take_changes() {
+            let (AssignmentChange::Assigned(ids) | AssignmentChange::Revoked(ids)) = change;
             // Either way, in-memory state for these partitions is stale: the committed offset
             // and its pending marker are the truth, read again on the next message.
-            for id in ids {
-                self.partitions.remove(&id);
+            for (topic, partition) in ids {
+                if let Some(kind) = self.topics.kind(&topic) {
+                    self.partitions.remove(&(kind, partition));
+                }
             }
         }
     }
 
     /// Reads the committed offset and the last batch marker of a newly seen partition.
-    async fn open_partition(&self, key: Key, shutdown: &CancellationToken) -> Partition {
-        let (topic, partition) = (self.topics.name(key.0), key.1);
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(topic, partition);
-        let committed = tokio::task::block_in_place(|| {
-            self.consumer
-                .committed_offsets(tpl, Duration::from_secs(10))
-        });
-        let committed = match committed {
-            Ok(list) => match list.find_partition(topic, partition).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => o,
-                _ => 0,
-            },
+    async fn open_partition(&mut self, key: Key, shutdown: &CancellationToken) -> Partition {
+        let topic = self.topics.name(key.0).to_string();
+        let (topic, partition) = (topic.as_str(), key.1);
+        let committed = match self.source.committed(topic, partition).await {
+            Ok(offset) => offset.unwrap_or(0),
             Err(e) => {
                 tracing::warn!(error = %e, topic, partition, "cannot read the committed offset");
                 0
@@ -340,10 +264,9 @@ impl Ingest {
         }
     }
 
-    fn commit(&self, key: Key, offset: i64) -> Result<(), KafkaError> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(self.topics.name(key.0), key.1, Offset::Offset(offset))?;
-        tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync))
+    async fn commit(&mut self, key: Key, offset: i64) -> Result<(), BusError> {
+        let topic = self.topics.name(key.0).to_string();
+        self.source.commit(&topic, key.1, offset).await
     }
 
     /// Records the range, inserts it, commits past it.
@@ -385,7 +308,7 @@ impl Ingest {
         // Commit before anything else happens on this partition: a later batch's marker would
         // no longer start at the committed offset, and its replay would not be recognised.
         let mut delay = Duration::from_millis(self.config.retry_initial_ms);
-        while let Err(e) = self.commit(key, batch.last + 1) {
+        while let Err(e) = self.commit(key, batch.last + 1).await {
             self.apply_changes();
             if !self.partitions.contains_key(&key) || shutdown.is_cancelled() {
                 // Revoked or stopping: the next owner replays the range under the same token.

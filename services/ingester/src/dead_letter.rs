@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use flywheel_bus::{Headers, KafkaPublisher, Publisher, Record};
+use flywheel_bus::{Headers, Publisher, Record};
 use flywheel_core::{wire, ProjectId};
 use tokio_util::sync::CancellationToken;
 
@@ -22,8 +22,8 @@ pub struct Origin<'a> {
 }
 
 /// Publishes `bad` to `config.dead_letter_topic`; returns when it is there or on shutdown.
-pub async fn send(
-    publisher: &KafkaPublisher,
+pub async fn send<P: Publisher>(
+    publisher: &P,
     config: &IngesterConfig,
     metrics: &Metrics,
     from: Origin<'_>,

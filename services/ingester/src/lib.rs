@@ -1,6 +1,7 @@
 //! # Flywheel ingester
 //!
-//! A Kafka consumer group on the span, feedback and signals topics that writes every span to
+//! A consumer group on the span, feedback and signals topics (of Kafka, or of the in-process
+//! wal: the log is reached through a [`flywheel_bus::Bus`]) that writes every span to
 //! ClickHouse's `otel_traces` (the OpenTelemetry Collector exporter's schema), every model call
 //! to `llm_calls` (flattened GenAI conventions, tokens, cost, TTFT, TPOT), and every feedback
 //! item and signal (from their topics, or from span events) to `feedback` and `signals`.
@@ -29,7 +30,7 @@ pub mod writer;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use flywheel_bus::{KafkaConfig, KafkaPublisher};
+use flywheel_bus::{Bus, BusError};
 use flywheel_schema::ClickHouseConfig;
 use flywheel_telemetry::Readiness;
 use prometheus::Registry;
@@ -42,8 +43,8 @@ pub use config::IngesterConfig;
 pub enum IngesterError {
     #[error(transparent)]
     Schema(#[from] flywheel_schema::migrate::SchemaError),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
     #[error("cannot register metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("prices: {0}")]
@@ -55,10 +56,12 @@ pub enum IngesterError {
 }
 
 /// Runs the ingester until `shutdown`, then inserts complete batches, commits and returns.
-/// Refuses to start on a schema older than this build needs.
-pub async fn run(
+/// Refuses to start on a schema older than this build needs. `bus` gives the consumer
+/// ([`consumer::source_spec`]) and the dead-letter publisher: `flywheel_bus::KafkaBus` or
+/// `flywheel_wal::WalBus`.
+pub async fn run<B: Bus>(
     config: IngesterConfig,
-    kafka: &KafkaConfig,
+    bus: &B,
     clickhouse: &ClickHouseConfig,
     registry: &Registry,
     readiness: &Readiness,
@@ -72,12 +75,12 @@ pub async fn run(
     for topic in topics.names() {
         metrics.dead_letters.with_label_values(&[topic]);
     }
-    let (consumer, changes) = consumer::create_consumer(kafka, &config, metrics.clone())?;
-    // The publisher's probe also creates the consumed topics when missing (with
+    let source = bus.source(consumer::source_spec(&config, &metrics))?;
+    // Kafka's publisher probe also creates the consumed topics when missing (with
     // `kafka.create_topics`), so that the ingester may start before any producer.
     let mut own_topics = vec![config.dead_letter_topic.clone()];
     own_topics.extend(topics.names().map(str::to_string));
-    let dead_letters = KafkaPublisher::start(kafka, own_topics, shutdown.clone())?;
+    let dead_letters = bus.publisher(own_topics, shutdown.clone())?;
     let dlq_ready = dead_letters.clone();
     readiness.register("ingester_kafka", move || {
         flywheel_bus::Publisher::is_ready(&dlq_ready)
@@ -100,8 +103,7 @@ pub async fn run(
     consumer::Ingest {
         mapper: map::Mapper::new(prices, config.clone()),
         config,
-        consumer,
-        changes,
+        source,
         writer,
         dead_letters,
         metrics,

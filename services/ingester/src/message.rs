@@ -1,13 +1,13 @@
-//! What one Kafka message holds, by the topic it came from: decoded (and, for feedback and
-//! signals, mapped to rows) while the payload is still librdkafka's buffer, so that only a
-//! message that must be dead-lettered is ever copied.
+//! What one message of the log holds, by the topic it came from: decoded (and, for feedback
+//! and signals, mapped to rows) while the payload is still the source's buffer (librdkafka's,
+//! with Kafka), so that only a message that must be dead-lettered is ever copied.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use flywheel_bus::Delivery;
 use flywheel_core::{wire, ProjectId};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message as _;
-use rdkafka::message::{Headers as _, Message};
 
 use crate::map::{feedback, Rows};
 use crate::IngesterConfig;
@@ -75,7 +75,7 @@ pub struct Undecodable {
     pub payload: Vec<u8>,
 }
 
-/// A message's fields, out of librdkafka's buffer.
+/// A message's fields, out of the source's buffer.
 pub struct Incoming {
     pub kind: Kind,
     pub partition: i32,
@@ -86,11 +86,6 @@ pub struct Incoming {
     pub received_at_ns: Option<u64>,
 }
 
-fn header<'a, M: Message>(m: &'a M, name: &str) -> Option<&'a [u8]> {
-    let headers = m.headers()?;
-    headers.iter().find(|h| h.key == name).and_then(|h| h.value)
-}
-
 pub fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -98,13 +93,15 @@ pub fn now_ns() -> i64 {
 }
 
 /// Decodes `m`, a message of the `kind` topic.
-pub fn incoming<M: Message>(m: &M, kind: Kind) -> Incoming {
-    let payload = m.payload().unwrap_or_default();
-    let project = header(m, wire::HEADER_PROJECT)
+pub fn incoming<M: Delivery + ?Sized>(m: &M, kind: Kind) -> Incoming {
+    let payload = m.payload();
+    let project = m
+        .header(wire::HEADER_PROJECT)
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| ProjectId::new(v).ok())
         .unwrap_or_else(ProjectId::default_project);
-    let received_at_ns: Option<u64> = header(m, wire::HEADER_RECEIVED_AT_NS)
+    let received_at_ns: Option<u64> = m
+        .header(wire::HEADER_RECEIVED_AT_NS)
         .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
     // Feedback and signals without a receive time are stamped now: `received_at` is what
     // decides which copy of a resent item wins.
@@ -136,7 +133,7 @@ pub fn incoming<M: Message>(m: &M, kind: Kind) -> Incoming {
         offset: m.offset(),
         content: content.map_err(|error| Undecodable {
             error,
-            key: m.key().unwrap_or_default().to_vec(),
+            key: m.key().to_vec(),
             payload: payload.to_vec(),
         }),
         size: payload.len(),

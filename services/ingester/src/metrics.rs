@@ -36,7 +36,8 @@ pub struct Metrics {
     pub insert_retries: IntCounter,
     /// Undecodable or invalid messages copied to the dead-letter topic, by source topic.
     pub dead_letters: IntCounterVec,
-    /// Messages behind the partition's end, by topic and partition (librdkafka statistics).
+    /// Messages behind the partition's end, by topic and partition (librdkafka statistics, or the wal's
+    /// read position, every 5 s).
     pub consumer_lag: IntGaugeVec,
     /// Collector receipt to row stored in ClickHouse.
     pub event_to_stored: Histogram,
