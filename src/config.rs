@@ -15,6 +15,7 @@ use flywheel_detector::DetectorConfig;
 use flywheel_ingester::IngesterConfig;
 use flywheel_schema::ClickHouseConfig;
 use flywheel_store::StoreConfig;
+use flywheel_wal::WalConfig;
 use serde::Deserialize;
 
 /// Top-level configuration.
@@ -23,6 +24,9 @@ use serde::Deserialize;
 pub struct FlywheelConfig {
     pub admin: AdminConfig,
     pub auth: AuthConfig,
+    /// The durable log between the collector and the ingester / detector: Kafka, or the
+    /// embedded write-ahead log (`flywheel up`'s default).
+    pub bus: BusConfig,
     pub kafka: KafkaConfig,
     pub clickhouse: ClickHouseConfig,
     /// Where the api and `flywheel export` read (ClickHouse or an embedded DuckDB file).
@@ -31,6 +35,25 @@ pub struct FlywheelConfig {
     pub ingester: IngesterConfig,
     pub api: ApiConfig,
     pub detector: DetectorConfig,
+}
+
+/// Section `[bus]`: which durable log the services share.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    /// `kafka` (the `[kafka]` brokers) or `wal` (an in-process write-ahead log on disk).
+    pub kind: BusKind,
+    /// The write-ahead log (`wal` only).
+    pub wal: WalConfig,
+}
+
+/// A durable log implementation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    #[default]
+    Kafka,
+    Wal,
 }
 
 /// The admin server: `/metrics`, `/healthz`, `/readyz`.
@@ -51,6 +74,18 @@ impl Default for AdminConfig {
 impl Validate for FlywheelConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.auth.validate()?;
+        if self.bus.kind == BusKind::Wal {
+            self.bus
+                .wal
+                .validate()
+                .map_err(|e| ConfigError::invalid("bus.wal", e.to_string()))?;
+            if !self.detector.keyed_topic.is_empty() {
+                return Err(ConfigError::invalid(
+                    "detector.keyed_topic",
+                    "scale-out through a keyed topic needs the Kafka bus",
+                ));
+            }
+        }
         self.kafka.validate()?;
         self.clickhouse.validate()?;
         self.store.validate()?;
