@@ -40,7 +40,7 @@ impl IngestStore for DuckDbStore {
                  VALUES (?, ?, ?, ?, ?) \
                  ON CONFLICT (consumer_group, topic, \"partition\") DO UPDATE SET \
                    first_offset = excluded.first_offset, last_offset = excluded.last_offset, \
-                   written_at = current_timestamp \
+                   written_at = now() \
                  WHERE excluded.first_offset >= ingest_batches.first_offset",
                 duckdb::params![
                     marker.consumer_group,
@@ -153,4 +153,67 @@ fn signal_row(r: &duckdb::Row<'_>) -> Result<SignalRow, StoreError> {
         attributes: attributes.into_iter().map(|e| (e.key, e.value)).collect(),
         received_at: r.get(19)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use flywheel_schema::rows::LlmCallRow;
+
+    use super::*;
+    use crate::Store;
+
+    async fn count(store: &DuckDbStore, sql: &'static str) -> i64 {
+        store
+            .run(move |c| Ok(c.query_row(sql, [], |r| r.get::<_, i64>(0))?))
+            .await
+            .unwrap()
+    }
+
+    fn marker(first: i64) -> IngestBatchRow {
+        IngestBatchRow {
+            consumer_group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            first_offset: first,
+            last_offset: first + 9,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_leaves_neither_marker_nor_rows() {
+        let store = DuckDbStore::in_memory().unwrap();
+        // Writing `signals` fails after the marker and the calls were written.
+        store
+            .run(|c| Ok(c.execute_batch("DROP TABLE signals")?))
+            .await
+            .unwrap();
+        let mut batch = RowBatch::new("t:0:0-9");
+        batch.llm_calls = vec![LlmCallRow {
+            project: "p".into(),
+            trace_id: "t1".into(),
+            ..LlmCallRow::default()
+        }];
+        batch.signals = vec![SignalRow {
+            id: "s".into(),
+            project: "p".into(),
+            ..SignalRow::default()
+        }];
+        assert!(store.ingest(&marker(0), &batch).await.is_err());
+        assert_eq!(store.last_marker("g", "t", 0).await.unwrap(), None);
+        assert_eq!(count(&store, "SELECT count() FROM llm_calls").await, 0);
+        assert_eq!(count(&store, "SELECT count() FROM insert_tokens").await, 0);
+        assert_eq!(count(&store, "SELECT count() FROM ingest_batches").await, 0);
+        assert!(store.ping().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_older_marker_does_not_replace_a_newer_one() {
+        let store = DuckDbStore::in_memory().unwrap();
+        store
+            .ingest(&marker(10), &RowBatch::new("a"))
+            .await
+            .unwrap();
+        store.ingest(&marker(0), &RowBatch::new("b")).await.unwrap();
+        assert_eq!(store.last_marker("g", "t", 0).await.unwrap(), Some((10, 19)));
+    }
 }
