@@ -119,18 +119,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => runtime.block_on(migrate(&config)),
         Command::Reprice { since } => {
             let since_ns = parse_since(&since)?;
-            runtime.block_on(async {
-                let store = flywheel_ingester::open_store(&config.store, &config.clickhouse).await?;
-                flywheel_ingester::reprice(&config.ingester, store.as_ref(), since_ns).await
-            })
-            .context("reprice failed")?;
+            runtime
+                .block_on(async {
+                    let store =
+                        flywheel_ingester::open_store(&config.store, &config.clickhouse).await?;
+                    flywheel_ingester::reprice(&config.ingester, store.as_ref(), since_ns).await
+                })
+                .context("reprice failed")?;
             println!("repriced llm_calls since {since}");
             Ok(())
         }
         Command::DeriveSignals { since } => {
             let since_ns = parse_since_or_ago(&since)?;
             let counts = runtime.block_on(async {
-                let store = flywheel_ingester::open_store(&config.store, &config.clickhouse).await?;
+                let store =
+                    flywheel_ingester::open_store(&config.store, &config.clickhouse).await?;
                 flywheel_ingester::derive_signals(&config.ingester, store, since_ns).await
             })?;
             for (kind, n) in counts {

@@ -142,13 +142,67 @@ const OTHER: &str = r#"[{"role":"user","parts":[{"type":"text","content":"And on
 fn calls(base: i64) -> Vec<LlmCallRow> {
     vec![
         call(0xa1, 0xa1, "chat-a", HI, base, false, Some("stop"), false),
-        call(0xa2, 0xa2, "chat-a", HI, base + 10 * SEC, false, Some("stop"), false),
-        call(0xa3, 0xa3, "chat-a", HI, base + 610 * SEC, false, Some("stop"), false),
-        call(0xa4, 0xa4, "chat-a", OTHER, base + 620 * SEC, false, None, true),
-        call(0xa5, 0xa5, "chat-a", OTHER, base + 630 * SEC, false, Some("stop"), false),
+        call(
+            0xa2,
+            0xa2,
+            "chat-a",
+            HI,
+            base + 10 * SEC,
+            false,
+            Some("stop"),
+            false,
+        ),
+        call(
+            0xa3,
+            0xa3,
+            "chat-a",
+            HI,
+            base + 610 * SEC,
+            false,
+            Some("stop"),
+            false,
+        ),
+        call(
+            0xa4,
+            0xa4,
+            "chat-a",
+            OTHER,
+            base + 620 * SEC,
+            false,
+            None,
+            true,
+        ),
+        call(
+            0xa5,
+            0xa5,
+            "chat-a",
+            OTHER,
+            base + 630 * SEC,
+            false,
+            Some("stop"),
+            false,
+        ),
         call(0xb1, 0xb1, "chat-b", "b1", base, true, None, false),
-        call(0xb2, 0xb2, "chat-b", "b2", base + 20 * SEC, false, None, false),
-        call(0xb2, 0xb3, "chat-b", "b3", base + 40 * SEC, true, Some("stop"), false),
+        call(
+            0xb2,
+            0xb2,
+            "chat-b",
+            "b2",
+            base + 20 * SEC,
+            false,
+            None,
+            false,
+        ),
+        call(
+            0xb2,
+            0xb3,
+            "chat-b",
+            "b3",
+            base + 40 * SEC,
+            true,
+            Some("stop"),
+            false,
+        ),
     ]
 }
 
@@ -189,7 +243,11 @@ async fn derived_signals(store: Arc<dyn IngestStore>) -> Vec<SignalRow> {
         s.received_at = now;
     }
     store.insert(&stored).await.unwrap();
-    assert_eq!(derive(store.as_ref(), &window).await, vec![], "derived twice");
+    assert_eq!(
+        derive(store.as_ref(), &window).await,
+        vec![],
+        "derived twice"
+    );
     // Rebase the times on the start, so that both backends' runs compare.
     got.into_iter()
         .map(|mut s| {
@@ -225,22 +283,22 @@ async fn derived_signals_are_the_same_on_both_backends() {
         hex::encode([0xb1u8; 16]),
         hex::encode([0xb2u8; 16]),
     );
-    // (project, id) order: h:conversation_end:..., h:regenerate:..., h:stop:...
+    // Rule by rule, each in (project, id) order.
     assert_eq!(
         summary,
         vec![
-            ("conversation_end", a5.as_str(), "chat-a", 630, Some(5)),
-            ("conversation_end", b2.as_str(), "chat-b", 40, Some(2)),
             ("regenerate", a1.as_str(), "chat-a", 10, None),
             ("stop", b1.as_str(), "chat-b", 2, None),
+            ("conversation_end", a5.as_str(), "chat-a", 630, Some(5)),
+            ("conversation_end", b2.as_str(), "chat-b", 40, Some(2)),
         ]
     );
-    let stop = &on_duckdb[3];
+    let stop = &on_duckdb[1];
     assert_eq!(
         (stop.tokens_received, stop.ms_since_start),
         (Some(37), Some(2000.0))
     );
-    let regen = &on_duckdb[2];
+    let regen = &on_duckdb[0];
     assert_eq!(
         regen.attributes,
         vec![

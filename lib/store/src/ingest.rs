@@ -14,8 +14,8 @@ use flywheel_schema::rows::{IngestBatchRow, SignalRow};
 use flywheel_schema::ClickHouseConfig;
 
 use crate::derive::{Rule, Window};
-use crate::{AccessMode, Backend, ClickHouseStore, DuckDbStore, RowBatch, Store, StoreConfig};
 use crate::StoreError;
+use crate::{AccessMode, Backend, ClickHouseStore, DuckDbStore, RowBatch, Store, StoreConfig};
 
 /// One table written by [`IngestStore::ingest`]: how many rows and how long it took.
 #[derive(Debug, Clone, PartialEq)]

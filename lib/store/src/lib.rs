@@ -28,8 +28,8 @@ use flywheel_schema::ClickHouseConfig;
 
 pub use crate::clickhouse::ClickHouseStore;
 pub use crate::config::{Backend, StoreConfig};
-pub use crate::ingest::{open_ingest, IngestStore, TableWrite};
 pub use crate::duckdb::{required_version as duckdb_required_version, AccessMode, DuckDbStore};
+pub use crate::ingest::{open_ingest, IngestStore, TableWrite};
 pub use crate::model::{
     CallFilter, CallRow, FeedbackFilter, FeedbackItem, FeedbackValue, Ids, PageKey, RowBatch,
     SignalItem,

@@ -214,6 +214,9 @@ mod tests {
             .await
             .unwrap();
         store.ingest(&marker(0), &RowBatch::new("b")).await.unwrap();
-        assert_eq!(store.last_marker("g", "t", 0).await.unwrap(), Some((10, 19)));
+        assert_eq!(
+            store.last_marker("g", "t", 0).await.unwrap(),
+            Some((10, 19))
+        );
     }
 }
