@@ -7,6 +7,7 @@ mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -118,21 +119,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => runtime.block_on(migrate(&config)),
         Command::Reprice { since } => {
             let since_ns = parse_since(&since)?;
-            runtime.block_on(async {
-                flywheel_ingester::reprice(&config.ingester, &config.clickhouse, since_ns)
-                    .await
-                    .context("reprice failed")
-            })?;
+            runtime
+                .block_on(async {
+                    let store =
+                        flywheel_ingester::open_store(&config.store, &config.clickhouse).await?;
+                    flywheel_ingester::reprice(&config.ingester, store.as_ref(), since_ns).await
+                })
+                .context("reprice failed")?;
             println!("repriced llm_calls since {since}");
             Ok(())
         }
         Command::DeriveSignals { since } => {
             let since_ns = parse_since_or_ago(&since)?;
-            let counts = runtime.block_on(flywheel_ingester::derive_signals(
-                &config.ingester,
-                &config.clickhouse,
-                since_ns,
-            ))?;
+            let counts = runtime.block_on(async {
+                let store =
+                    flywheel_ingester::open_store(&config.store, &config.clickhouse).await?;
+                flywheel_ingester::derive_signals(&config.ingester, store, since_ns).await
+            })?;
             for (kind, n) in counts {
                 println!("{kind}: {n} new");
             }
@@ -271,19 +274,21 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
             .context("collector failed")
         });
     }
+    // One store handle for every service of this process (a DuckDB file has one writer).
+    let mut shared_store: Option<Arc<dyn flywheel_store::IngestStore>> = None;
     if services.contains(&Service::Ingester) {
-        let (ingester, kafka, clickhouse) = (
-            config.ingester.clone(),
-            config.kafka.clone(),
-            config.clickhouse.clone(),
-        );
+        let store = flywheel_ingester::open_store(&config.store, &config.clickhouse)
+            .await
+            .context("ingester failed")?;
+        shared_store = Some(store.clone());
+        let (ingester, kafka) = (config.ingester.clone(), config.kafka.clone());
         let (registry, readiness, shutdown) =
             (registry.clone(), readiness.clone(), shutdown.clone());
         tasks.spawn(async move {
             flywheel_ingester::run(
                 ingester,
                 &flywheel_bus::KafkaBus::new(kafka),
-                &clickhouse,
+                store,
                 &registry,
                 &readiness,
                 shutdown,
@@ -293,12 +298,15 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
         });
     }
     if services.contains(&Service::Api) {
-        let store = flywheel_store::open(
-            &config.store,
-            &config.clickhouse,
-            flywheel_store::AccessMode::ReadWrite,
-        )
-        .context("cannot open the store")?;
+        let store: Arc<dyn flywheel_store::Store> = match &shared_store {
+            Some(store) => store.clone(),
+            None => flywheel_store::open(
+                &config.store,
+                &config.clickhouse,
+                flywheel_store::AccessMode::ReadWrite,
+            )
+            .context("cannot open the store")?,
+        };
         flywheel_api::register_readiness(store.clone(), &readiness, shutdown.clone());
         let mut api = config.api.clone();
         api.resolve_detector_url(config.detector.listen);

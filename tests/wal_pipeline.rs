@@ -43,10 +43,13 @@ fn start(bus: &WalBus, config: &IngesterConfig, clickhouse: &ClickHouseConfig) -
         shutdown.clone(),
     );
     let task = tokio::spawn(async move {
+        let store =
+            flywheel_ingester::open_store(&flywheel_store::StoreConfig::default(), &clickhouse)
+                .await?;
         flywheel_ingester::run(
             config,
             &bus,
-            &clickhouse,
+            store,
             &prometheus::Registry::new(),
             &flywheel_telemetry::Readiness::new(),
             token,
@@ -146,11 +149,14 @@ async fn spans_over_the_wal_land_exactly_once_across_restarts() {
     // committed offset goes back to the batch's first offset, so the next ingester replays the
     // range under the same token (and ClickHouse drops it as a duplicate).
     let mut rewound = 0;
+    let store = flywheel_ingester::open_store(&flywheel_store::StoreConfig::default(), &clickhouse)
+        .await
+        .unwrap();
     {
         let group = wal.subscribe(&p.group, &[p.topic.as_str()]).unwrap();
         for (partition, _) in group.assignment().into_iter().map(|(_, p)| (p, ())) {
             let marker =
-                flywheel_ingester::writer::last_marker(&p.client(), &p.group, &p.topic, partition)
+                flywheel_ingester::writer::last_marker(&*store, &p.group, &p.topic, partition)
                     .await
                     .unwrap();
             let Some((first, last)) = marker else {

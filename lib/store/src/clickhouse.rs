@@ -56,7 +56,12 @@ impl ClickHouseStore {
     }
 
     /// Inserts `rows` into `table` under the deduplication `token` (skipped when empty).
-    async fn insert_table<T>(&self, table: &str, rows: &[T], token: &str) -> Result<(), StoreError>
+    pub(crate) async fn insert_table<T>(
+        &self,
+        table: &str,
+        rows: &[T],
+        token: &str,
+    ) -> Result<(), StoreError>
     where
         T: Row + Serialize + for<'a> Row<Value<'a> = T>,
     {

@@ -14,8 +14,11 @@
 //! picks the backend; [`open`] builds it. Decisions: adr/0009-embedded-store.md.
 
 mod clickhouse;
+mod clickhouse_ingest;
 pub mod config;
+pub mod derive;
 mod duckdb;
+pub mod ingest;
 pub mod model;
 pub mod sql;
 
@@ -26,6 +29,7 @@ use flywheel_schema::ClickHouseConfig;
 pub use crate::clickhouse::ClickHouseStore;
 pub use crate::config::{Backend, StoreConfig};
 pub use crate::duckdb::{required_version as duckdb_required_version, AccessMode, DuckDbStore};
+pub use crate::ingest::{open_ingest, IngestStore, TableWrite};
 pub use crate::model::{
     CallFilter, CallRow, FeedbackFilter, FeedbackItem, FeedbackValue, Ids, PageKey, RowBatch,
     SignalItem,

@@ -158,7 +158,7 @@ impl<S: Source, P: Publisher> Ingest<S, P> {
         let mut delay = Duration::from_millis(self.config.retry_initial_ms);
         let marker = loop {
             match crate::writer::last_marker(
-                self.writer.client(),
+                self.writer.store(),
                 &self.config.group_id,
                 topic,
                 partition,

@@ -28,10 +28,12 @@ pub mod reprice;
 pub mod writer;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use flywheel_bus::{Bus, BusError};
 use flywheel_schema::ClickHouseConfig;
+use flywheel_store::{Backend, IngestStore, StoreConfig, StoreError};
 use flywheel_telemetry::Readiness;
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
@@ -52,22 +54,40 @@ pub enum IngesterError {
     #[error("reprice failed: {0}")]
     Reprice(String),
     #[error("signal derivation failed: {0}")]
-    Derive(#[source] clickhouse::error::Error),
+    Derive(#[source] StoreError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
 }
 
-/// Runs the ingester until `shutdown`, then inserts complete batches, commits and returns.
-/// Refuses to start on a schema older than this build needs. `bus` gives the consumer
-/// ([`consumer::source_spec`]) and the dead-letter publisher: `flywheel_bus::KafkaBus` or
-/// `flywheel_wal::WalBus`.
+/// The store the ingester writes (`[store]`: ClickHouse, or the DuckDB file, created or
+/// migrated on open). Refuses a ClickHouse schema older than this build needs.
+pub async fn open_store(
+    store: &StoreConfig,
+    clickhouse: &ClickHouseConfig,
+) -> Result<Arc<dyn IngestStore>, IngesterError> {
+    if store.backend == Backend::ClickHouse {
+        flywheel_schema::migrate::check(clickhouse).await?;
+    }
+    let (store, clickhouse) = (store.clone(), clickhouse.clone());
+    tokio::task::spawn_blocking(move || {
+        flywheel_store::open_ingest(&store, &clickhouse, flywheel_store::AccessMode::ReadWrite)
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))?
+    .map_err(IngesterError::from)
+}
+
+/// Runs the ingester until `shutdown`, writing to `store` ([`open_store`]), then inserts
+/// complete batches, commits and returns. `bus` gives the consumer ([`consumer::source_spec`])
+/// and the dead-letter publisher: `flywheel_bus::KafkaBus` or `flywheel_wal::WalBus`.
 pub async fn run<B: Bus>(
     config: IngesterConfig,
     bus: &B,
-    clickhouse: &ClickHouseConfig,
+    store: Arc<dyn IngestStore>,
     registry: &Registry,
     readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), IngesterError> {
-    flywheel_schema::migrate::check(clickhouse).await?;
     let metrics = metrics::Metrics::register(registry)?;
     let prices =
         pricing::PriceTable::load(config.prices_file.as_deref()).map_err(IngesterError::Prices)?;
@@ -86,7 +106,7 @@ pub async fn run<B: Bus>(
         flywheel_bus::Publisher::is_ready(&dlq_ready)
     });
     let writer = writer::Writer::new(
-        clickhouse.client(),
+        store.clone(),
         metrics.clone(),
         Duration::from_millis(config.retry_initial_ms),
         Duration::from_millis(config.retry_max_ms),
@@ -94,12 +114,12 @@ pub async fn run<B: Bus>(
     let derive = config.derive_signals.then(|| {
         tokio::spawn(derive::run_periodically(
             config.clone(),
-            clickhouse.client(),
+            store.clone(),
             metrics.clone(),
             shutdown.clone(),
         ))
     });
-    tracing::info!(topics = ?topics.names(), group = %config.group_id, database = %clickhouse.database, derive_signals = config.derive_signals, "ingester consuming");
+    tracing::info!(topics = ?topics.names(), group = %config.group_id, store = store.backend(), derive_signals = config.derive_signals, "ingester consuming");
     consumer::Ingest {
         mapper: map::Mapper::new(prices, config.clone()),
         config,
@@ -124,38 +144,43 @@ pub async fn run<B: Bus>(
 /// stored yet. Returns how many of each type were inserted.
 pub async fn derive_signals(
     config: &IngesterConfig,
-    clickhouse: &ClickHouseConfig,
+    store: Arc<dyn IngestStore>,
     since_ns: i64,
 ) -> Result<derive::Counts, IngesterError> {
-    flywheel_schema::migrate::check(clickhouse).await?;
     let metrics = metrics::Metrics::register(&Registry::new())?;
     let writer = writer::Writer::new(
-        clickhouse.client(),
+        store,
         metrics,
         Duration::from_millis(config.retry_initial_ms),
         Duration::from_millis(config.retry_max_ms),
     );
-    let window = derive::Window::new(config, since_ns, message::now_ns());
+    let window = derive::window(config, since_ns, message::now_ns());
     derive::run_once(&writer, &window)
         .await
         .map_err(IngesterError::Derive)
 }
 
 /// Rewrites the cost of `llm_calls` since `since_ns` (Unix ns) from the current price table
-/// (built-in plus `ingester.prices_file`) and waits for the mutation to finish.
+/// (built-in plus `ingester.prices_file`) and waits for the mutation to finish. ClickHouse
+/// only for now (adr/0009): fails on another backend.
 pub async fn reprice(
     config: &IngesterConfig,
-    clickhouse: &ClickHouseConfig,
+    store: &dyn IngestStore,
     since_ns: i64,
 ) -> Result<(), IngesterError> {
-    flywheel_schema::migrate::check(clickhouse).await?;
+    let Some(client) = store.clickhouse() else {
+        return Err(IngesterError::Reprice(format!(
+            "flywheel reprice runs on ClickHouse only for now (adr/0009); \
+             the store is {} ([store] backend)",
+            store.backend()
+        )));
+    };
     let prices =
         pricing::PriceTable::load(config.prices_file.as_deref()).map_err(IngesterError::Prices)?;
     let Some(sql) = reprice::mutation(&prices, since_ns) else {
         return Ok(());
     };
-    clickhouse
-        .client()
+    client
         .query(&sql)
         .execute()
         .await

@@ -1,13 +1,13 @@
-//! Inserts a batch into ClickHouse with its deduplication token, retrying with jittered
-//! exponential back-off until it succeeds or the ingester shuts down. Nothing is consumed
-//! meanwhile: the batch in hand is the only memory held, so an outage costs no loss and no
-//! unbounded growth.
+//! Stores a batch through the store ([`IngestStore::ingest`]: its marker, then its rows under
+//! the deduplication token), retrying with jittered exponential back-off until it succeeds or
+//! the ingester shuts down. Nothing is consumed meanwhile: the batch in hand is the only
+//! memory held, so an outage costs no loss and no unbounded growth.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use clickhouse::{Client, Row};
 use flywheel_schema::rows::IngestBatchRow;
-use serde::Serialize;
+use flywheel_store::{IngestStore, RowBatch, StoreError, TableWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::map::Rows;
@@ -19,53 +19,43 @@ pub struct Cancelled;
 
 /// Where a partition stands: the last batch marker, if any.
 pub async fn last_marker(
-    client: &Client,
+    store: &dyn IngestStore,
     group: &str,
     topic: &str,
     partition: i32,
-) -> Result<Option<(i64, i64)>, clickhouse::error::Error> {
-    client
-        .query(
-            "SELECT first_offset, last_offset FROM ingest_batches FINAL \
-             WHERE consumer_group = ? AND topic = ? AND partition = ? \
-             ORDER BY first_offset DESC LIMIT 1",
-        )
-        .bind(group)
-        .bind(topic)
-        .bind(partition)
-        .fetch_optional::<(i64, i64)>()
-        .await
+) -> Result<Option<(i64, i64)>, StoreError> {
+    store.last_marker(group, topic, partition).await
 }
 
 pub struct Writer {
-    client: Client,
+    store: Arc<dyn IngestStore>,
     metrics: Metrics,
     retry_initial: Duration,
     retry_max: Duration,
 }
 
 impl Writer {
-    pub fn client(&self) -> &Client {
-        &self.client
+    pub fn store(&self) -> &dyn IngestStore {
+        self.store.as_ref()
     }
 
     pub fn new(
-        client: Client,
+        store: Arc<dyn IngestStore>,
         metrics: Metrics,
         retry_initial: Duration,
         retry_max: Duration,
     ) -> Self {
         Self {
-            client,
+            store,
             metrics,
             retry_initial,
             retry_max,
         }
     }
 
-    /// Records the batch marker, then inserts every table's rows under `token`; a table
-    /// already inserted by an earlier attempt is deduplicated by ClickHouse (deduplication is
-    /// per table, so one token serves them all).
+    /// Records the batch marker and stores every table's rows under `token`
+    /// ([`IngestStore::ingest`]); a retry repeats it, and what an earlier attempt stored is
+    /// not stored twice.
     pub async fn insert(
         &self,
         marker: &IngestBatchRow,
@@ -73,24 +63,20 @@ impl Writer {
         rows: &Rows,
         shutdown: &CancellationToken,
     ) -> Result<(), Cancelled> {
+        let batch = RowBatch {
+            token: token.to_string(),
+            otel_traces: rows.traces.clone(),
+            llm_calls: rows.calls.clone(),
+            feedback: rows.feedback.clone(),
+            signals: rows.signals.clone(),
+        };
         let mut delay = self.retry_initial;
         loop {
-            let result = async {
-                let mut insert = self
-                    .client
-                    .insert::<IngestBatchRow>("ingest_batches")
-                    .await?;
-                insert.write(marker).await?;
-                insert.end().await?;
-                self.insert_table("otel_traces", &rows.traces, token)
-                    .await?;
-                self.insert_table("llm_calls", &rows.calls, token).await?;
-                self.insert_table("feedback", &rows.feedback, token).await?;
-                self.insert_table("signals", &rows.signals, token).await
-            }
-            .await;
-            match result {
-                Ok(()) => return Ok(()),
+            match self.store.ingest(marker, &batch).await {
+                Ok(written) => {
+                    self.record(&written);
+                    return Ok(());
+                }
                 Err(e) => {
                     self.metrics.insert_retries.inc();
                     let jittered = delay.mul_f64(0.5 + fastrand::f64());
@@ -105,38 +91,39 @@ impl Writer {
         }
     }
 
-    /// Inserts `rows` into `table` under the deduplication `token`, once (no retry).
-    pub async fn insert_table<T>(
-        &self,
-        table: &str,
-        rows: &[T],
-        token: &str,
-    ) -> Result<(), clickhouse::error::Error>
-    where
-        T: Row + Serialize + for<'a> Row<Value<'a> = T>,
-    {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let mut insert = self
-            .client
-            .insert::<T>(table)
-            .await?
-            .with_setting("insert_deduplication_token", token)
-            .with_setting("deduplicate_blocks_in_dependent_materialized_views", "1");
-        for row in rows {
-            insert.write(row).await?;
-        }
-        insert.end().await?;
-        self.metrics
-            .insert_duration
-            .with_label_values(&[table])
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics
-            .rows_inserted
-            .with_label_values(&[table])
-            .inc_by(rows.len() as u64);
+    /// Stores `batch` once (no retry, no marker): derived signals.
+    pub async fn insert_rows(&self, batch: &RowBatch) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        self.store.insert(batch).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let written: Vec<TableWrite> = [
+            ("otel_traces", batch.otel_traces.len()),
+            ("llm_calls", batch.llm_calls.len()),
+            ("feedback", batch.feedback.len()),
+            ("signals", batch.signals.len()),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(table, rows)| TableWrite {
+            table,
+            rows,
+            seconds,
+        })
+        .collect();
+        self.record(&written);
         Ok(())
+    }
+
+    fn record(&self, written: &[TableWrite]) {
+        for w in written {
+            self.metrics
+                .insert_duration
+                .with_label_values(&[w.table])
+                .observe(w.seconds);
+            self.metrics
+                .rows_inserted
+                .with_label_values(&[w.table])
+                .inc_by(w.rows as u64);
+        }
     }
 }

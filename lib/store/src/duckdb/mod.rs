@@ -10,6 +10,7 @@
 //! process at a time open a file for writing (or several read-only): `flywheel export` opens it
 //! read-only, and cannot while a writer holds it.
 
+mod ingest;
 mod migrate;
 mod write;
 

@@ -1,0 +1,75 @@
+//! The ingester's side of the store ([`IngestStore`]): a batch of rows stored under one
+//! idempotency token together with its batch marker (`ingest_batches`, adr/0004), the last
+//! marker of a partition, and the derived-signal rules ([`crate::derive`]).
+//!
+//! - ClickHouse: the marker row, then each table with `insert_deduplication_token` (exactly
+//!   the ingester's sequence of adr/0004; a retry repeats it and ClickHouse drops what it
+//!   stored already).
+//! - DuckDB: token, marker and rows in one transaction: a replayed batch is a no-op and a
+//!   marker never exists without its rows.
+
+use std::sync::Arc;
+
+use flywheel_schema::rows::{IngestBatchRow, SignalRow};
+use flywheel_schema::ClickHouseConfig;
+
+use crate::derive::{Rule, Window};
+use crate::StoreError;
+use crate::{AccessMode, Backend, ClickHouseStore, DuckDbStore, RowBatch, Store, StoreConfig};
+
+/// One table written by [`IngestStore::ingest`]: how many rows and how long it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableWrite {
+    pub table: &'static str,
+    pub rows: usize,
+    pub seconds: f64,
+}
+
+/// What the ingester writes and reads. `Arc<dyn IngestStore>` coerces to `Arc<dyn Store>`, so
+/// one handle serves the ingester and the read path (one DuckDB file, one process).
+#[async_trait::async_trait]
+pub trait IngestStore: Store {
+    /// Records `marker` (the partition's latest batch: the row with the highest
+    /// `first_offset` wins), then stores `batch` under its token. Storing a token again stores
+    /// nothing. Returns the tables written, in order (without the marker, and without empty
+    /// tables).
+    async fn ingest(
+        &self,
+        marker: &IngestBatchRow,
+        batch: &RowBatch,
+    ) -> Result<Vec<TableWrite>, StoreError>;
+
+    /// The `(first_offset, last_offset)` of the partition's latest marker, if any.
+    async fn last_marker(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<(i64, i64)>, StoreError>;
+
+    /// The rows `rule` derives over `window` that are not stored yet as they are (same id,
+    /// time and turn count), in `(project, id)` order.
+    async fn derive(&self, rule: Rule, window: &Window) -> Result<Vec<SignalRow>, StoreError>;
+
+    /// The ClickHouse client, for the operations that exist on ClickHouse only
+    /// (`flywheel reprice`, adr/0009); `None` on other backends.
+    fn clickhouse(&self) -> Option<&clickhouse::Client> {
+        None
+    }
+}
+
+/// [`crate::open`], as the ingester's store (which is also the read path's).
+pub fn open_ingest(
+    config: &StoreConfig,
+    clickhouse: &ClickHouseConfig,
+    mode: AccessMode,
+) -> Result<Arc<dyn IngestStore>, StoreError> {
+    Ok(match config.backend {
+        Backend::ClickHouse => Arc::new(ClickHouseStore::new(clickhouse.client())),
+        Backend::DuckDb => Arc::new(DuckDbStore::open_with(
+            &config.path,
+            mode,
+            &config.memory_limit,
+        )?),
+    })
+}
