@@ -11,6 +11,7 @@
 //! read-only, and cannot while a writer holds it.
 
 mod migrate;
+mod status;
 mod write;
 
 use std::path::Path;
