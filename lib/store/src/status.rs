@@ -25,11 +25,14 @@ pub(crate) mod sql;
 use std::collections::BTreeMap;
 
 use clickhouse::Row;
-use flywheel_schema::rows::AlertRow;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Ids;
 use crate::StoreError;
+
+/// A row of `alerts` (one notification of the detector), as [`StatusStore::insert_alerts`]
+/// takes it.
+pub use flywheel_schema::rows::AlertRow;
 
 /// Event-time range `[since_ms, until_ms)`, Unix milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
