@@ -11,6 +11,7 @@
 //! | deduplicated rows | `FINAL` | nothing (one row per key already) |
 //! | conditional count | `countIf(c)` | `count(*) FILTER (WHERE c)` |
 //! | quantiles | `quantilesExactInclusiveIf(p, ..)(coalesce(x, 0), x IS NOT NULL)` | `quantile_cont(x, [p, ..])` |
+//! | one quantile | `quantileExactInclusive(p)(x)` | `quantile_cont(x, p)` |
 //! | value at the latest time | `argMax(x, t)` | `arg_max(x, t)` |
 //! | Unix ms of a timestamp | `toInt64(toUnixTimestamp64Milli(ts))` | `epoch_ms(ts)` |
 //! | timestamp of Unix ms | `fromUnixTimestamp64Milli(?)` | `make_timestamp_ns(? * 1000000)` |
@@ -272,7 +273,7 @@ pub(crate) struct CallBucketRow {
     pub t: i64,
     pub calls: u64,
     pub errors: u64,
-    /// ClickHouse: NaN without TTFT; DuckDB: NULL.
+    /// NULL without TTFT.
     pub ttft_p95: Option<f64>,
     pub cost_total: f64,
 }

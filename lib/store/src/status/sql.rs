@@ -19,7 +19,7 @@ trait Spelling {
     fn count_if(self, cond: &str) -> String;
     /// Exact, interpolated (type 7) quantiles of `x` at `levels`, NULLs skipped: an array.
     fn quantiles(self, levels: &str, x: &str) -> String;
-    /// [`Self::quantiles`] at one level: a number (ClickHouse: NaN on no value, DuckDB: NULL).
+    /// [`Self::quantiles`] at one level of a nullable `x`: a number, NULL without a value.
     fn quantile(self, level: &str, x: &str) -> String;
     /// `x` of the row with the greatest `t` (rows with `x` NULL skipped).
     fn arg_max(self, x: &str, t: &str) -> String;
@@ -69,9 +69,8 @@ impl Spelling for Dialect {
 
     fn quantile(self, level: &str, x: &str) -> String {
         match self {
-            Self::ClickHouse => format!(
-                "quantileExactInclusiveIf({level})(coalesce({x}, 0), {x} IS NOT NULL)"
-            ),
+            // Over a Nullable column: Nullable, NULL when no value (the -Null adapter).
+            Self::ClickHouse => format!("quantileExactInclusive({level})({x})"),
             Self::DuckDb => format!("quantile_cont({x}, {level})"),
         }
     }
