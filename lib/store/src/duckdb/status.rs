@@ -9,9 +9,9 @@ use flywheel_schema::rows::AlertRow;
 use super::{lock_poisoned, write, DuckDbStore, FromRow, D};
 use crate::model::Ids;
 use crate::status::{
-    sql, AlertEpisode, CallBrief, CallBriefRow, CallBucket, CallBucketRow, EpisodeRow,
-    FeedbackHit, ModelRow, ModelStats, NegativeBucket, NegativeBucketRow, NegativeItem,
-    SignalHit, StatusStore, TimeRange,
+    sql, AlertEpisode, CallBrief, CallBriefRow, CallBucket, CallBucketRow, EpisodeRow, FeedbackHit,
+    ModelRow, ModelStats, NegativeBucket, NegativeBucketRow, NegativeItem, SignalHit, StatusStore,
+    TimeRange,
 };
 use crate::StoreError;
 

@@ -60,9 +60,9 @@ impl Spelling for Dialect {
 
     fn quantiles(self, levels: &str, x: &str) -> String {
         match self {
-            Self::ClickHouse => format!(
-                "quantilesExactInclusiveIf({levels})(coalesce({x}, 0), {x} IS NOT NULL)"
-            ),
+            Self::ClickHouse => {
+                format!("quantilesExactInclusiveIf({levels})(coalesce({x}, 0), {x} IS NOT NULL)")
+            }
             Self::DuckDb => format!("quantile_cont({x}, [{levels}])"),
         }
     }

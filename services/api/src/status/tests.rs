@@ -2,9 +2,9 @@
 //! page reads. No I/O.
 
 use super::*;
-use flywheel_store::status::{AlertEpisode, AlertRow, ModelStats, Quantiles};
 use axum::body::to_bytes;
 use flywheel_auth::AuthConfig;
+use flywheel_store::status::{AlertEpisode, AlertRow, ModelStats, Quantiles};
 use prometheus::Registry;
 
 /// Fixed answers; `fail` makes every query fail as unavailable.

@@ -74,7 +74,11 @@ async fn model_stats_interpolate_quantiles_and_skip_missing_values() {
     let b = &models[1];
     assert_eq!((b.model.as_str(), b.calls, b.ttft_ms.p50), ("b", 1, None));
     assert_eq!(store.model_stats("p", range(), 1).await.unwrap().len(), 1);
-    assert!(store.model_stats("q", range(), 10).await.unwrap().is_empty());
+    assert!(store
+        .model_stats("q", range(), 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
@@ -227,6 +231,13 @@ async fn alert_episodes_group_notifications() {
     assert_eq!(old.peak_long_burn_rate, Some(9.0));
     assert_eq!(old.peak_short_burn_rate, None);
     assert_eq!(old.labels["model"], "gpt-4o");
-    assert_eq!(store.alert_episodes("p", range(), 1).await.unwrap().len(), 1);
-    assert!(store.alert_episodes("q", range(), 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.alert_episodes("p", range(), 1).await.unwrap().len(),
+        1
+    );
+    assert!(store
+        .alert_episodes("q", range(), 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
