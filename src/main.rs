@@ -310,21 +310,13 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
         flywheel_api::register_readiness(store.clone(), &readiness, shutdown.clone());
         let mut api = config.api.clone();
         api.resolve_detector_url(config.detector.listen);
-        let (api, auth, clickhouse) = (api, config.auth.clone(), config.clickhouse.clone());
+        let auth = config.auth.clone();
         let (registry, readiness, shutdown) =
             (registry.clone(), readiness.clone(), shutdown.clone());
         tasks.spawn(async move {
-            flywheel_api::run(
-                api,
-                &auth,
-                store,
-                &clickhouse,
-                &registry,
-                &readiness,
-                shutdown,
-            )
-            .await
-            .context("api failed")
+            flywheel_api::run(api, &auth, store, &registry, &readiness, shutdown)
+                .await
+                .context("api failed")
         });
     }
     if services.contains(&Service::Detector) {

@@ -2,6 +2,8 @@
 //! Reads run the queries of [`crate::sql`] in the ClickHouse dialect (`FINAL`); writes insert
 //! each table with `insert_deduplication_token`, as the ingester does (adr/0004).
 
+mod status;
+
 use clickhouse::{Client, Row};
 use serde::Serialize;
 

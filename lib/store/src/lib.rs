@@ -21,6 +21,7 @@ mod duckdb;
 pub mod ingest;
 pub mod model;
 pub mod sql;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub use crate::model::{
     CallFilter, CallRow, FeedbackFilter, FeedbackItem, FeedbackValue, Ids, PageKey, RowBatch,
     SignalItem,
 };
+pub use crate::status::StatusStore;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +70,7 @@ impl StoreError {
 /// The analytical store: the reads of dataset export and the writes that load its tables.
 /// Every read is restricted to one project and sees deduplicated rows.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: StatusStore + Send + Sync {
     /// `clickhouse` or `duckdb` (readiness checks, logs).
     fn backend(&self) -> &'static str;
 

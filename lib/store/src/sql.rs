@@ -25,7 +25,7 @@ pub enum Dialect {
 
 impl Dialect {
     /// After a table name: read deduplicated rows.
-    fn final_(self) -> &'static str {
+    pub(crate) fn final_(self) -> &'static str {
         match self {
             Self::ClickHouse => " FINAL",
             Self::DuckDb => "",

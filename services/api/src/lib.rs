@@ -46,19 +46,20 @@ pub enum ApiError {
     Serve(std::io::Error),
 }
 
-/// Serves the api (see [`register_readiness`]) until `shutdown` is cancelled; running exports are then cut (their bodies end
-/// incomplete, see [`export`]) and the server stops.
+/// Serves the api on `store` (export and status page alike; see [`register_readiness`]) until
+/// `shutdown` is cancelled; running exports are then cut (their bodies end incomplete, see
+/// [`export`]) and the server stops.
 pub async fn run(
     config: ApiConfig,
     auth: &flywheel_auth::AuthConfig,
     store: Arc<dyn Store>,
-    clickhouse: &flywheel_schema::ClickHouseConfig,
     registry: &Registry,
     readiness: &Readiness,
     shutdown: CancellationToken,
 ) -> Result<(), ApiError> {
     let metrics = metrics::Metrics::register(registry)?;
     let auth = flywheel_auth::Authenticator::new(auth).map_err(ApiError::Config)?;
+    let status_store = store.clone();
     let state = Arc::new(export::ExportState {
         auth,
         store,
@@ -69,8 +70,7 @@ pub async fn run(
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
     });
-    // The status page still queries ClickHouse directly (its DuckDB port is in progress).
-    let status = status::state(&config, &state.auth, &clickhouse.client(), metrics);
+    let status = status::state(&config, &state.auth, status_store, metrics);
     let app = Router::new()
         .route("/v1/datasets/export", get(export::export))
         .with_state(state)

@@ -12,6 +12,7 @@
 
 mod ingest;
 mod migrate;
+mod status;
 mod write;
 
 use std::path::Path;

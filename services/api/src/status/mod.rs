@@ -12,14 +12,13 @@
 //! - `GET /v1/status/alerts?minutes=1440&limit=50`: recent alert episodes (`alerts` history);
 //! - `GET /v1/status/slos`: SLOs and firing alerts from the detector's API ([`detector`]).
 //!
-//! Data comes from the store through [`queries::StatusQueries`] (ClickHouse today), never more
-//! than a `LIMIT` of rows from a bounded time range, and every request is cut after
-//! `api.status_timeout_ms` (503).
+//! Data comes from the store through [`flywheel_store::StatusStore`] (ClickHouse or DuckDB,
+//! whichever `[store]` selects), never more than a `LIMIT` of rows from a bounded time range,
+//! and every request is cut after `api.status_timeout_ms` (503).
 
 pub mod assets;
 pub mod detector;
 pub mod params;
-pub mod queries;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,38 +31,38 @@ use axum::routing::get;
 use axum::{Json, Router};
 use flywheel_auth::{Action, AuthError, Authenticator};
 use flywheel_core::ErrorCode;
+use flywheel_store::status::{CallBrief, CallBucket, NegativeBucket, NegativeItem, TimeRange};
+use flywheel_store::{Ids, StatusStore, Store, StoreError};
 use serde_json::{json, Value};
 
 use crate::metrics::Metrics;
 use detector::DetectorClient;
 use params::{Params, Spec};
-use queries::{CallBrief, NegativeItem, QueryError, StatusQueries, TimeRange};
 
 /// The route label of status requests in `flywheel_api_requests_total`.
 pub const ROUTE: &str = "status";
 
-/// Shared state of the status routes.
-pub struct StatusState<Q> {
+/// Shared state of the status routes, on a store `S` (the api's `dyn Store`).
+pub struct StatusState<S: ?Sized> {
     pub auth: Authenticator,
-    pub store: Q,
+    pub store: Arc<S>,
     pub detector: DetectorClient,
     pub timeout: Duration,
     pub metrics: Metrics,
 }
 
-/// The status state of the api: ClickHouse queries, the detector at `api.detector_url`.
+/// The status state of the api: the store's status queries, the detector at
+/// `api.detector_url`.
 pub fn state(
     config: &crate::ApiConfig,
     auth: &Authenticator,
-    clickhouse: &clickhouse::Client,
+    store: Arc<dyn Store>,
     metrics: Metrics,
-) -> Arc<StatusState<queries::ClickHouseStatus>> {
+) -> Arc<StatusState<dyn Store>> {
     let timeout = Duration::from_millis(config.status_timeout_ms);
     Arc::new(StatusState {
         auth: auth.clone(),
-        store: queries::ClickHouseStatus {
-            client: clickhouse.clone(),
-        },
+        store,
         detector: DetectorClient::new(config.detector_url.as_deref(), timeout),
         timeout,
         metrics,
@@ -71,15 +70,15 @@ pub fn state(
 }
 
 /// The page, its assets and the JSON endpoints.
-pub fn router<Q: StatusQueries>(state: Arc<StatusState<Q>>) -> Router {
+pub fn router<S: StatusStore + ?Sized + 'static>(state: Arc<StatusState<S>>) -> Router {
     Router::new()
         .route("/", get(assets::index))
         .route("/status/{file}", get(assets::file))
-        .route("/v1/status/models", get(models::<Q>))
-        .route("/v1/status/timeseries", get(timeseries::<Q>))
-        .route("/v1/status/feedback", get(feedback::<Q>))
-        .route("/v1/status/alerts", get(alerts::<Q>))
-        .route("/v1/status/slos", get(slos::<Q>))
+        .route("/v1/status/models", get(models::<S>))
+        .route("/v1/status/timeseries", get(timeseries::<S>))
+        .route("/v1/status/feedback", get(feedback::<S>))
+        .route("/v1/status/alerts", get(alerts::<S>))
+        .route("/v1/status/slos", get(slos::<S>))
         .with_state(state)
 }
 
@@ -100,8 +99,8 @@ fn ok(m: &Metrics, body: Value) -> Response {
 }
 
 /// The caller's project and validated parameters, or the refusal.
-fn admit<Q>(
-    state: &StatusState<Q>,
+fn admit<S: ?Sized>(
+    state: &StatusState<S>,
     headers: &HeaderMap,
     uri: &Uri,
     spec: Spec,
@@ -134,15 +133,15 @@ fn admit<Q>(
 }
 
 /// Runs `f` under the status timeout; maps failures to 503 / 500 without internals.
-async fn bounded<T>(
-    state: &StatusState<impl Send + Sync>,
+async fn bounded<T, S: ?Sized>(
+    state: &StatusState<S>,
     what: &str,
-    f: impl std::future::Future<Output = Result<T, QueryError>>,
+    f: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, Box<Response>> {
     let m = &state.metrics;
     let failed = match tokio::time::timeout(state.timeout, f).await {
         Ok(Ok(v)) => return Ok(v),
-        Ok(Err(e @ QueryError::Unavailable(_))) => {
+        Ok(Err(e)) if e.is_unavailable() => {
             tracing::warn!(query = what, error = %e, "status query failed");
             error(
                 m,
@@ -201,8 +200,8 @@ macro_rules! try_or_return {
     };
 }
 
-async fn models<Q: StatusQueries>(
-    State(state): State<Arc<StatusState<Q>>>,
+async fn models<S: StatusStore + ?Sized>(
+    State(state): State<Arc<StatusState<S>>>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -212,7 +211,7 @@ async fn models<Q: StatusQueries>(
         bounded(
             &state,
             "models",
-            state.store.models(&project, range, p.limit)
+            state.store.model_stats(&project, range, p.limit)
         )
         .await
     );
@@ -240,8 +239,8 @@ pub fn columns(
     since_ms: i64,
     now_ms: i64,
     step: i64,
-    calls: &[queries::CallBucket],
-    negative: &[queries::NegativeBucket],
+    calls: &[CallBucket],
+    negative: &[NegativeBucket],
 ) -> Value {
     let first = since_ms.div_euclid(step) * step;
     let last = now_ms.div_euclid(step) * step;
@@ -292,8 +291,8 @@ pub fn columns(
     })
 }
 
-async fn timeseries<Q: StatusQueries>(
-    State(state): State<Arc<StatusState<Q>>>,
+async fn timeseries<S: StatusStore + ?Sized>(
+    State(state): State<Arc<StatusState<S>>>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -363,8 +362,8 @@ pub fn with_call(item: &NegativeItem, calls: &[CallBrief]) -> Value {
     v
 }
 
-async fn feedback<Q: StatusQueries>(
-    State(state): State<Arc<StatusState<Q>>>,
+async fn feedback<S: StatusStore + ?Sized>(
+    State(state): State<Arc<StatusState<S>>>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -376,19 +375,14 @@ async fn feedback<Q: StatusQueries>(
         let mut items: Vec<NegativeItem> = fb.into_iter().chain(sig).collect();
         items.sort_by_key(|i| std::cmp::Reverse(i.time_ms));
         items.truncate(p.limit as usize);
-        let traces: Vec<String> = {
-            let mut t: Vec<String> = items.iter().map(|i| i.trace_id.clone()).collect();
-            t.sort_unstable();
-            t.dedup();
-            t
-        };
+        let traces = Ids::of(items.iter().map(|i| i.trace_id.as_str()));
         // Feedback may come well after its call: look an hour further back for the calls.
         let call_range = TimeRange {
             since_ms: range.since_ms - 3_600_000,
             until_ms: range.until_ms,
         };
         let calls = store
-            .calls_of_traces(&project, call_range, traces, 4 * p.limit)
+            .call_briefs(&project, call_range, &traces, 4 * p.limit)
             .await?;
         Ok((items, calls))
     };
@@ -403,8 +397,8 @@ async fn feedback<Q: StatusQueries>(
     ok(&state.metrics, body)
 }
 
-async fn alerts<Q: StatusQueries>(
-    State(state): State<Arc<StatusState<Q>>>,
+async fn alerts<S: StatusStore + ?Sized>(
+    State(state): State<Arc<StatusState<S>>>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
@@ -414,7 +408,7 @@ async fn alerts<Q: StatusQueries>(
         bounded(
             &state,
             "alerts",
-            state.store.alerts(&project, range, p.limit)
+            state.store.alert_episodes(&project, range, p.limit)
         )
         .await
     );
@@ -423,8 +417,8 @@ async fn alerts<Q: StatusQueries>(
     ok(&state.metrics, body)
 }
 
-async fn slos<Q: StatusQueries>(
-    State(state): State<Arc<StatusState<Q>>>,
+async fn slos<S: StatusStore + ?Sized>(
+    State(state): State<Arc<StatusState<S>>>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {

@@ -1,12 +1,10 @@
-//! Handlers against an in-memory [`StatusQueries`]: parameters, auth and the JSON shapes the
+//! Handlers against an in-memory [`StatusStore`]: parameters, auth and the JSON shapes the
 //! page reads. No I/O.
 
-use super::queries::{
-    AlertEpisode, CallBrief, CallBucket, ModelStats, NegativeBucket, NegativeItem, Quantiles,
-};
 use super::*;
 use axum::body::to_bytes;
 use flywheel_auth::AuthConfig;
+use flywheel_store::status::{AlertEpisode, AlertRow, ModelStats, Quantiles};
 use prometheus::Registry;
 
 /// Fixed answers; `fail` makes every query fail as unavailable.
@@ -22,15 +20,21 @@ fn q(p50: f64, p95: f64, p99: f64) -> Quantiles {
     }
 }
 
-impl StatusQueries for Fake {
-    async fn models(
+/// What the store answers when its server cannot be reached.
+fn unavailable() -> StoreError {
+    StoreError::ClickHouse(clickhouse::error::Error::Network("down".into()))
+}
+
+#[async_trait::async_trait]
+impl StatusStore for Fake {
+    async fn model_stats(
         &self,
         _: &str,
         _: TimeRange,
         limit: u32,
-    ) -> Result<Vec<ModelStats>, QueryError> {
+    ) -> Result<Vec<ModelStats>, StoreError> {
         if self.fail {
-            return Err(QueryError::Unavailable("down".into()));
+            return Err(unavailable());
         }
         let m = ModelStats {
             model: "gpt-4o".into(),
@@ -52,7 +56,7 @@ impl StatusQueries for Fake {
         _: &str,
         range: TimeRange,
         step_ms: i64,
-    ) -> Result<Vec<CallBucket>, QueryError> {
+    ) -> Result<Vec<CallBucket>, StoreError> {
         let t = range.since_ms.div_euclid(step_ms) * step_ms + step_ms;
         Ok(vec![CallBucket {
             t,
@@ -68,7 +72,7 @@ impl StatusQueries for Fake {
         _: &str,
         range: TimeRange,
         step_ms: i64,
-    ) -> Result<Vec<NegativeBucket>, QueryError> {
+    ) -> Result<Vec<NegativeBucket>, StoreError> {
         let t = range.since_ms.div_euclid(step_ms) * step_ms + step_ms;
         Ok(vec![
             NegativeBucket {
@@ -89,7 +93,7 @@ impl StatusQueries for Fake {
         _: &str,
         _: TimeRange,
         _: u32,
-    ) -> Result<(Vec<NegativeItem>, Vec<NegativeItem>), QueryError> {
+    ) -> Result<(Vec<NegativeItem>, Vec<NegativeItem>), StoreError> {
         let item = |kind: &str, name: &str, t| NegativeItem {
             kind: kind.into(),
             time_ms: t,
@@ -106,14 +110,14 @@ impl StatusQueries for Fake {
         ))
     }
 
-    async fn calls_of_traces(
+    async fn call_briefs(
         &self,
         _: &str,
         _: TimeRange,
-        trace_ids: Vec<String>,
+        traces: &Ids,
         _: u32,
-    ) -> Result<Vec<CallBrief>, QueryError> {
-        assert_eq!(trace_ids, vec!["t1".to_string()]);
+    ) -> Result<Vec<CallBrief>, StoreError> {
+        assert_eq!(traces, &Ids::of(["t1"]));
         Ok(vec![CallBrief {
             trace_id: "t1".into(),
             span_id: "s1".into(),
@@ -124,7 +128,12 @@ impl StatusQueries for Fake {
         }])
     }
 
-    async fn alerts(&self, _: &str, _: TimeRange, _: u32) -> Result<Vec<AlertEpisode>, QueryError> {
+    async fn alert_episodes(
+        &self,
+        _: &str,
+        _: TimeRange,
+        _: u32,
+    ) -> Result<Vec<AlertEpisode>, StoreError> {
         Ok(vec![AlertEpisode {
             fingerprint: "abc".into(),
             alertname: "FlywheelSLOBurnRate".into(),
@@ -141,6 +150,10 @@ impl StatusQueries for Fake {
             summary: "burning".into(),
         }])
     }
+
+    async fn insert_alerts(&self, _: &[AlertRow]) -> Result<(), StoreError> {
+        unimplemented!("the status page only reads")
+    }
 }
 
 fn state(required: bool, fail: bool) -> Arc<StatusState<Fake>> {
@@ -154,7 +167,7 @@ fn state(required: bool, fail: bool) -> Arc<StatusState<Fake>> {
         .insert("public-key-1".into(), "acme".into());
     Arc::new(StatusState {
         auth: Authenticator::new(&config).unwrap(),
-        store: Fake { fail },
+        store: Arc::new(Fake { fail }),
         detector: DetectorClient::new(Some(""), Duration::from_millis(100)),
         timeout: Duration::from_secs(5),
         metrics: Metrics::register(&Registry::new()).unwrap(),
