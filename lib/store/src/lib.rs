@@ -15,6 +15,7 @@
 
 mod clickhouse;
 pub mod config;
+pub mod detector;
 mod duckdb;
 pub mod model;
 pub mod sql;
@@ -25,6 +26,7 @@ use flywheel_schema::ClickHouseConfig;
 
 pub use crate::clickhouse::ClickHouseStore;
 pub use crate::config::{Backend, StoreConfig};
+pub use crate::detector::{open_with_detector, DetectorStore};
 pub use crate::duckdb::{required_version as duckdb_required_version, AccessMode, DuckDbStore};
 pub use crate::model::{
     CallFilter, CallRow, FeedbackFilter, FeedbackItem, FeedbackValue, Ids, PageKey, RowBatch,

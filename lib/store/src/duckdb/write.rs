@@ -13,7 +13,7 @@
 
 use duckdb::types::Value;
 use duckdb::Transaction;
-use flywheel_schema::rows::{FeedbackRow, LlmCallRow, OtelTraceRow, SignalRow};
+use flywheel_schema::rows::{AlertRow, FeedbackRow, LlmCallRow, OtelTraceRow, SignalRow};
 
 use crate::StoreError;
 
@@ -444,6 +444,51 @@ pub fn signals(tx: &Transaction<'_>, rows: &[SignalRow]) -> Result<(), StoreErro
             opt(r.turn_count, Value::UInt),
             map_json(&r.attributes)?,
             Value::BigInt(r.received_at),
+        ])
+    })
+}
+
+const ALERTS: &[(&str, Kind)] = &[
+    ("fingerprint", Str),
+    ("alertname", Str),
+    ("slo", Str),
+    ("project", Str),
+    ("severity", Str),
+    ("state", Str),
+    ("announced", Bool),
+    ("labels", Map),
+    ("annotations", Map),
+    ("starts_at", Ts),
+    ("ends_at", Ts),
+    ("long_burn_rate", F64),
+    ("short_burn_rate", F64),
+    ("sli", F64),
+    ("budget_remaining", F64),
+    ("event_time", Ts),
+    ("sent_at", Ts),
+];
+
+/// The detector's notifications (events: appended).
+pub fn alerts(tx: &Transaction<'_>, rows: &[AlertRow]) -> Result<(), StoreError> {
+    insert_rows(tx, "alerts", ALERTS, OnConflict::Append, rows, |r| {
+        Ok(vec![
+            text(&r.fingerprint),
+            text(&r.alertname),
+            text(&r.slo),
+            text(&r.project),
+            text(&r.severity),
+            text(&r.state),
+            Value::Boolean(r.announced),
+            map_json(&r.labels)?,
+            map_json(&r.annotations)?,
+            Value::BigInt(r.starts_at),
+            opt(r.ends_at, Value::BigInt),
+            opt(r.long_burn_rate, Value::Double),
+            opt(r.short_burn_rate, Value::Double),
+            opt(r.sli, Value::Double),
+            Value::Double(r.budget_remaining),
+            Value::BigInt(r.event_time),
+            Value::BigInt(r.sent_at),
         ])
     })
 }
