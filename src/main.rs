@@ -292,13 +292,21 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
             .context("ingester failed")
         });
     }
-    if services.contains(&Service::Api) {
-        let store = flywheel_store::open(
-            &config.store,
-            &config.clickhouse,
-            flywheel_store::AccessMode::ReadWrite,
+    // One handle for the api and the detector (a DuckDB file is opened once per process).
+    let stores = if services.contains(&Service::Api) || services.contains(&Service::Detector) {
+        Some(
+            flywheel_store::open_with_detector(
+                &config.store,
+                &config.clickhouse,
+                flywheel_store::AccessMode::ReadWrite,
+            )
+            .context("cannot open the store")?,
         )
-        .context("cannot open the store")?;
+    } else {
+        None
+    };
+    if let Some((store, _)) = stores.as_ref().filter(|_| services.contains(&Service::Api)) {
+        let store = store.clone();
         flywheel_api::register_readiness(store.clone(), &readiness, shutdown.clone());
         let mut api = config.api.clone();
         api.resolve_detector_url(config.detector.listen);
@@ -319,7 +327,11 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
             .context("api failed")
         });
     }
-    if services.contains(&Service::Detector) {
+    if let Some((_, store)) = stores
+        .as_ref()
+        .filter(|_| services.contains(&Service::Detector))
+    {
+        let store = store.clone();
         let (detector, kafka, clickhouse, auth) = (
             config.detector.clone(),
             config.kafka.clone(),
@@ -333,6 +345,7 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
                 detector,
                 &kafka,
                 &clickhouse,
+                store,
                 &auth,
                 &registry,
                 &readiness,

@@ -47,8 +47,8 @@ pub enum DetectorError {
     },
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
-    #[error("rebuilding from ClickHouse history failed: {0}")]
-    History(#[source] clickhouse::error::Error),
+    #[error("rebuilding from the stored history failed: {0}")]
+    History(#[source] flywheel_store::StoreError),
 }
 
 /// Runs the detector until `shutdown`.
@@ -56,6 +56,7 @@ pub async fn run(
     config: DetectorConfig,
     kafka: &KafkaConfig,
     clickhouse: &ClickHouseConfig,
+    store: history::Store,
     auth: &AuthConfig,
     registry: &Registry,
     readiness: &Readiness,
@@ -63,7 +64,9 @@ pub async fn run(
 ) -> Result<(), DetectorError> {
     let path = config.slo_file.as_ref().ok_or(DetectorError::NoSloFile)?;
     let file = crate::slo::load(path)?;
-    flywheel_schema::migrate::check(clickhouse).await?;
+    if store.backend() == "clickhouse" {
+        flywheel_schema::migrate::check(clickhouse).await?;
+    }
     let metrics = Metrics::register(registry)?;
     let auth = Authenticator::new(auth).map_err(DetectorError::Config)?;
     let prices = flywheel_pricing::PriceTable::load(config.prices_file.as_deref())
@@ -124,10 +127,9 @@ pub async fn run(
     // Delivery and history tasks stop after the loop: they get their own token.
     let drain = CancellationToken::new();
     let senders = Senders::start(&config, metrics.clone(), &tasks, drain.clone())?;
-    let ch = clickhouse.client();
     let (history_tx, history_rx) = mpsc::channel(config.send_queue);
     tasks.spawn(write_history(
-        ch.clone(),
+        store.clone(),
         history_rx,
         metrics.clone(),
         drain.clone(),
@@ -138,7 +140,7 @@ pub async fn run(
         crate::http::ApiState {
             auth,
             snapshot: snapshot.clone(),
-            clickhouse: ch.clone(),
+            store: store.clone(),
         },
         shutdown.clone(),
     )
@@ -181,7 +183,7 @@ pub async fn run(
     let mut detector = Loop {
         engine,
         consumer: Arc::new(consumer),
-        clickhouse: ch.clone(),
+        store: store.clone(),
         cut_ns: if config.rebuild_from_history && !keyed_mode {
             cut_ms * 1_000_000
         } else {
@@ -198,11 +200,14 @@ pub async fn run(
     };
     if keyed_mode {
         // Windows come from replaying the keyed topic; alerts wait for their owner.
-        for (alert, last_sent_ms) in history::firing(&ch).await.map_err(DetectorError::History)? {
+        for (alert, last_sent_ms) in history::firing(store.as_ref())
+            .await
+            .map_err(DetectorError::History)?
+        {
             detector.engine.park(alert, last_sent_ms);
         }
     } else if config.rebuild_from_history {
-        rebuild(&mut detector, &ch, cut_ms, longest).await?;
+        rebuild(&mut detector, store.as_ref(), cut_ms, longest).await?;
     }
     tracing::info!(topics = ?topics, group = %config.group_id, "detector consuming");
     detector.run(shutdown.clone()).await;
@@ -217,11 +222,13 @@ pub async fn run(
 /// then replays stored events of the longest alerting window.
 async fn rebuild(
     d: &mut Loop,
-    ch: &clickhouse::Client,
+    store: &dyn flywheel_store::DetectorStore,
     cut_ms: i64,
     longest: Dur,
 ) -> Result<(), DetectorError> {
-    let firing = history::firing(ch).await.map_err(DetectorError::History)?;
+    let firing = history::firing(store)
+        .await
+        .map_err(DetectorError::History)?;
     let restored = firing.len();
     for (alert, last_sent_ms) in firing {
         d.engine.restore(alert, last_sent_ms);
@@ -231,7 +238,7 @@ async fn rebuild(
     // than the replayed window): folded into the series first, the replay adds the rest.
     let queries = d.engine.cost_mut().seed_queries(cut_ms, from);
     let seed = history::period_spend(
-        ch,
+        store,
         &queries,
         from,
         cut_ms * 1_000_000,
@@ -241,7 +248,7 @@ async fn rebuild(
     .map_err(DetectorError::History)?;
     let seeded = d.engine.cost_mut().seed(cut_ms, seed);
     d.metrics.seeded_spend_series.set(seeded as i64);
-    let events = history::stored_events(ch, from, cut_ms * 1_000_000)
+    let events = history::stored_events(store, from, cut_ms * 1_000_000)
         .await
         .map_err(DetectorError::History)?;
     let n = events.len();
@@ -304,14 +311,14 @@ async fn rebuild(
         events = n,
         seeded_spend_series = seeded,
         window = %longest,
-        "state rebuilt from ClickHouse history"
+        "state rebuilt from the stored history"
     );
     Ok(())
 }
 
-/// Appends alert rows to ClickHouse, retrying a few times; failures are counted.
+/// Appends alert rows to the store, retrying a few times; failures are counted.
 async fn write_history(
-    ch: clickhouse::Client,
+    store: history::Store,
     mut rx: mpsc::Receiver<Vec<AlertRow>>,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -323,7 +330,7 @@ async fn write_history(
         };
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=5 {
-            match history::write(&ch, &rows).await {
+            match history::write(store.as_ref(), &rows).await {
                 Ok(()) => break,
                 Err(e) if attempt == 5 => {
                     tracing::warn!(error = %e, "cannot write alert history");
