@@ -332,6 +332,7 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
         .filter(|_| services.contains(&Service::Detector))
     {
         let store = store.clone();
+        let backend = config.store.backend;
         let (detector, kafka, clickhouse, auth) = (
             config.detector.clone(),
             config.kafka.clone(),
@@ -341,15 +342,14 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
         let (registry, readiness, shutdown) =
             (registry.clone(), readiness.clone(), shutdown.clone());
         tasks.spawn(async move {
+            // The detector's tables must be there (a DuckDB file was migrated on open).
+            if backend == flywheel_store::Backend::ClickHouse {
+                flywheel_schema::migrate::check(&clickhouse)
+                    .await
+                    .context("detector failed")?;
+            }
             flywheel_detector::run(
-                detector,
-                &kafka,
-                &clickhouse,
-                store,
-                &auth,
-                &registry,
-                &readiness,
-                shutdown,
+                detector, &kafka, store, &auth, &registry, &readiness, shutdown,
             )
             .await
             .context("detector failed")

@@ -194,13 +194,16 @@ pub trait DetectorStore: Send + Sync {
     ) -> Result<Vec<SpendRow>, StoreError>;
 }
 
+/// One store as both traits: the reads of the api and export, and the detector's.
+pub type SharedStore = (Arc<dyn Store>, Arc<dyn DetectorStore>);
+
 /// The store `config` selects, as both traits over one handle (a DuckDB file is opened once
 /// per process): what `flywheel api` and the detector share in one process.
 pub fn open_with_detector(
     config: &StoreConfig,
     clickhouse: &ClickHouseConfig,
     mode: AccessMode,
-) -> Result<(Arc<dyn Store>, Arc<dyn DetectorStore>), StoreError> {
+) -> Result<SharedStore, StoreError> {
     Ok(match config.backend {
         Backend::ClickHouse => {
             let s = Arc::new(ClickHouseStore::new(clickhouse.client()));

@@ -1,5 +1,5 @@
-//! [`run`]: start-up (SLO file, schema check, history rebuild, consumer, senders, HTTP), the
-//! loop, and shutdown.
+//! [`run`]: start-up (SLO file, history rebuild, consumer, senders, HTTP), the loop, and
+//! shutdown. The caller opens the store (`[store]`) and checks its schema.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
@@ -8,7 +8,6 @@ use std::time::Duration;
 use flywheel_auth::{AuthConfig, Authenticator};
 use flywheel_bus::KafkaConfig;
 use flywheel_schema::rows::AlertRow;
-use flywheel_schema::ClickHouseConfig;
 use flywheel_telemetry::Readiness;
 use prometheus::Registry;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -32,8 +31,6 @@ pub enum DetectorError {
     NoSloFile,
     #[error(transparent)]
     SloFile(#[from] crate::slo::SloFileError),
-    #[error(transparent)]
-    Schema(#[from] flywheel_schema::migrate::SchemaError),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("cannot register metrics: {0}")]
@@ -55,7 +52,6 @@ pub enum DetectorError {
 pub async fn run(
     config: DetectorConfig,
     kafka: &KafkaConfig,
-    clickhouse: &ClickHouseConfig,
     store: history::Store,
     auth: &AuthConfig,
     registry: &Registry,
@@ -64,9 +60,6 @@ pub async fn run(
 ) -> Result<(), DetectorError> {
     let path = config.slo_file.as_ref().ok_or(DetectorError::NoSloFile)?;
     let file = crate::slo::load(path)?;
-    if store.backend() == "clickhouse" {
-        flywheel_schema::migrate::check(clickhouse).await?;
-    }
     let metrics = Metrics::register(registry)?;
     let auth = Authenticator::new(auth).map_err(DetectorError::Config)?;
     let prices = flywheel_pricing::PriceTable::load(config.prices_file.as_deref())
