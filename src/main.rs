@@ -7,7 +7,6 @@ mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -275,12 +274,33 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
         });
     }
     // One store handle for every service of this process (a DuckDB file has one writer).
-    let mut shared_store: Option<Arc<dyn flywheel_store::IngestStore>> = None;
-    if services.contains(&Service::Ingester) {
-        let store = flywheel_ingester::open_store(&config.store, &config.clickhouse)
+    let stores = if services
+        .iter()
+        .any(|s| matches!(s, Service::Ingester | Service::Api | Service::Detector))
+    {
+        if config.store.backend == flywheel_store::Backend::ClickHouse {
+            // The tables must be there (a DuckDB file is migrated when opened).
+            flywheel_schema::migrate::check(&config.clickhouse)
+                .await
+                .context("the ClickHouse schema")?;
+        }
+        let (store, clickhouse) = (config.store.clone(), config.clickhouse.clone());
+        Some(
+            tokio::task::spawn_blocking(move || {
+                flywheel_store::open_all(&store, &clickhouse, flywheel_store::AccessMode::ReadWrite)
+            })
             .await
-            .context("ingester failed")?;
-        shared_store = Some(store.clone());
+            .context("cannot open the store")?
+            .context("cannot open the store")?,
+        )
+    } else {
+        None
+    };
+    if let Some(stores) = stores
+        .as_ref()
+        .filter(|_| services.contains(&Service::Ingester))
+    {
+        let store = stores.ingest.clone();
         let (ingester, kafka) = (config.ingester.clone(), config.kafka.clone());
         let (registry, readiness, shutdown) =
             (registry.clone(), readiness.clone(), shutdown.clone());
@@ -297,20 +317,12 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
             .context("ingester failed")
         });
     }
-    if services.contains(&Service::Api) {
-        let store: Arc<dyn flywheel_store::Store> = match &shared_store {
-            Some(store) => store.clone(),
-            None => flywheel_store::open(
-                &config.store,
-                &config.clickhouse,
-                flywheel_store::AccessMode::ReadWrite,
-            )
-            .context("cannot open the store")?,
-        };
+    if let Some(stores) = stores.as_ref().filter(|_| services.contains(&Service::Api)) {
+        let store = stores.store.clone();
         flywheel_api::register_readiness(store.clone(), &readiness, shutdown.clone());
         let mut api = config.api.clone();
         api.resolve_detector_url(config.detector.listen);
-        let auth = config.auth.clone();
+        let (api, auth) = (api, config.auth.clone());
         let (registry, readiness, shutdown) =
             (registry.clone(), readiness.clone(), shutdown.clone());
         tasks.spawn(async move {
@@ -319,11 +331,14 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
                 .context("api failed")
         });
     }
-    if services.contains(&Service::Detector) {
-        let (detector, kafka, clickhouse, auth) = (
+    if let Some(stores) = stores
+        .as_ref()
+        .filter(|_| services.contains(&Service::Detector))
+    {
+        let store = stores.detector.clone();
+        let (detector, kafka, auth) = (
             config.detector.clone(),
             config.kafka.clone(),
-            config.clickhouse.clone(),
             config.auth.clone(),
         );
         let (registry, readiness, shutdown) =
@@ -332,7 +347,7 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
             flywheel_detector::run(
                 detector,
                 &flywheel_bus::KafkaBus::new(kafka),
-                &clickhouse,
+                store,
                 &auth,
                 &registry,
                 &readiness,

@@ -29,7 +29,7 @@ impl ClickHouseStore {
         &self.client
     }
 
-    fn query(&self, sql: &Sql) -> clickhouse::query::Query {
+    pub(crate) fn query(&self, sql: &Sql) -> clickhouse::query::Query {
         let mut q = self.client.query(&sql.text);
         for b in &sql.binds {
             q = match b {
@@ -42,7 +42,7 @@ impl ClickHouseStore {
         q
     }
 
-    async fn fetch<T>(&self, sql: Sql) -> Result<Vec<T>, StoreError>
+    pub(crate) async fn fetch<T>(&self, sql: Sql) -> Result<Vec<T>, StoreError>
     where
         T: clickhouse::RowOwned + clickhouse::RowRead,
     {

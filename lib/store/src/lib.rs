@@ -17,6 +17,7 @@ mod clickhouse;
 mod clickhouse_ingest;
 pub mod config;
 pub mod derive;
+pub mod detector;
 mod duckdb;
 pub mod ingest;
 pub mod model;
@@ -29,6 +30,7 @@ use flywheel_schema::ClickHouseConfig;
 
 pub use crate::clickhouse::ClickHouseStore;
 pub use crate::config::{Backend, StoreConfig};
+pub use crate::detector::{open_with_detector, DetectorStore};
 pub use crate::duckdb::{required_version as duckdb_required_version, AccessMode, DuckDbStore};
 pub use crate::ingest::{open_ingest, IngestStore, TableWrite};
 pub use crate::model::{
@@ -156,5 +158,37 @@ pub fn open(
             mode,
             &config.memory_limit,
         )?),
+    })
+}
+
+/// One store seen through each service's trait: `flywheel all` / `up` open it once, since a
+/// DuckDB file has one writer per process.
+#[derive(Clone)]
+pub struct Stores {
+    pub store: Arc<dyn Store>,
+    pub ingest: Arc<dyn IngestStore>,
+    pub detector: Arc<dyn DetectorStore>,
+}
+
+/// Opens the configured store once (DuckDB: created and migrated when missing).
+pub fn open_all(
+    config: &StoreConfig,
+    clickhouse: &ClickHouseConfig,
+    mode: AccessMode,
+) -> Result<Stores, StoreError> {
+    fn of<S: IngestStore + DetectorStore + 'static>(s: Arc<S>) -> Stores {
+        Stores {
+            store: s.clone(),
+            ingest: s.clone(),
+            detector: s,
+        }
+    }
+    Ok(match config.backend {
+        Backend::ClickHouse => of(Arc::new(ClickHouseStore::new(clickhouse.client()))),
+        Backend::DuckDb => of(Arc::new(DuckDbStore::open_with(
+            &config.path,
+            mode,
+            &config.memory_limit,
+        )?)),
     })
 }

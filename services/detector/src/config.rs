@@ -47,13 +47,13 @@ pub struct DetectorConfig {
     pub idle_advance_ms: u64,
     /// Recent calls remembered for attributing feedback and signals to their SLI key.
     pub join_capacity: usize,
-    /// Feedback and signals not attributable from memory wait here for a ClickHouse lookup.
+    /// Feedback and signals not attributable from memory wait here for a store lookup.
     pub lookup_queue: usize,
-    /// Batched ClickHouse lookups of unattributed items run at most this often (ms).
+    /// Batched store lookups of unattributed items run at most this often (ms).
     pub lookup_interval_ms: u64,
     /// Most ids in one lookup.
     pub lookup_batch: usize,
-    /// On start-up, rebuild windows from ClickHouse (`llm_calls`, `feedback`, `signals`) over
+    /// On start-up, rebuild windows from the store (`llm_calls`, `feedback`, `signals`) over
     /// the longest window and restore firing alerts from `alerts` (adr/0008).
     pub rebuild_from_history: bool,
     /// Firing alerts are re-sent to Alertmanager this often (ms); each carries

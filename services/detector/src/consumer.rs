@@ -76,7 +76,7 @@ impl Pending {
 pub struct Loop {
     pub cfg: DetectorConfig,
     pub engine: Engine,
-    pub clickhouse: clickhouse::Client,
+    pub store: history::Store,
     /// Messages received before this (ns) are already in the rebuilt history.
     pub cut_ns: i64,
     pub senders: Senders,
@@ -206,10 +206,10 @@ impl Loop {
                         last_lookup = Instant::now();
                         let n = self.pending.len().min(self.cfg.lookup_batch);
                         let batch: Vec<Pending> = self.pending.drain(..n).collect();
-                        let (client, tx) = (self.clickhouse.clone(), lookup_tx.clone());
+                        let (store, tx) = (self.store.clone(), lookup_tx.clone());
                         tokio::spawn(async move {
                             let subjects: Vec<Subject> = batch.iter().map(|p| p.subject.clone()).collect();
-                            let r = history::lookup_keys(&client, &subjects).await;
+                            let r = history::lookup_keys(store.as_ref(), &subjects).await;
                             let _ = tx.send((batch, r)).await;
                         });
                     }
@@ -357,7 +357,7 @@ impl Loop {
     fn looked_up(
         &mut self,
         batch: Vec<Pending>,
-        result: clickhouse::error::Result<Vec<(Subject, SliKey)>>,
+        result: Result<Vec<(Subject, SliKey)>, flywheel_store::StoreError>,
     ) {
         match result {
             Ok(found) => {

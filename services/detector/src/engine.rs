@@ -263,7 +263,7 @@ impl Engine {
         self.joins.resolve(s).cloned()
     }
 
-    /// Remembers a call's key learnt elsewhere (a ClickHouse lookup).
+    /// Remembers a call's key learnt elsewhere (a store lookup).
     pub fn remember(&mut self, key: &SliKey, s: &Subject) {
         self.joins
             .remember(key, &s.trace_id, &s.span_id, &s.conversation_id);

@@ -1,13 +1,15 @@
-//! ClickHouse, for the detector: the alert history it writes (`alerts`, migration 0005) and
-//! reads back at start-up, the window state it rebuilds from stored calls, feedback and
-//! signals, and the lookups that attribute late feedback and signals to their call's key.
+//! The detector's store (`flywheel_store::DetectorStore`, ClickHouse or DuckDB, `[store]`): the
+//! alert history it writes (`alerts`, migration 0005) and reads back at start-up, the window
+//! state it rebuilds from stored calls, feedback and signals, and the lookups that attribute
+//! late feedback and signals to their call's key. The store answers in its rows; this module
+//! turns them into the detector's alerts, keys and events.
 //!
-//! Rebuild (adr/0008): at start-up, with `cut` = the wall clock, read `llm_calls FINAL`,
-//! `feedback FINAL` and `signals FINAL` received before `cut` whose event time lies within the
-//! longest alerting window, in event-time order; the consumer then skips messages received
-//! before `cut` (header `flywheel.received_at_ns`), so nothing is counted twice. Messages
-//! received before `cut` that the ingester had not stored yet are missed (its lag, about a
-//! second); the SLO-window budget is rebuilt over the same bounded span, not 30 days.
+//! Rebuild (adr/0008): at start-up, with `cut` = the wall clock, read the calls, feedback and
+//! signals (deduplicated) received before `cut` whose event time lies within the longest
+//! alerting window, in event-time order; the consumer then skips messages received before
+//! `cut` (header `flywheel.received_at_ns`), so nothing is counted twice. Messages received
+//! before `cut` that the ingester had not stored yet are missed (its lag, about a second); the
+//! SLO-window budget is rebuilt over the same bounded span, not 30 days.
 //!
 //! Spend series need their whole budget period (a month), not only the replayed window: before
 //! the replay, [`period_spend`] reads, in one aggregate query, the spend of the calls received
@@ -15,16 +17,21 @@
 //! replay's start (exactly the calls the replay leaves out), per spend series; the engine folds
 //! it into the series' period sums (`CostState::seed`).
 
-use clickhouse::{Client, Row};
+use std::sync::Arc;
+
 use flywheel_schema::rows::AlertRow;
-use serde::Deserialize;
+use flywheel_store::detector::{SpendQuery, StoredEvent};
+use flywheel_store::{DetectorStore, Ids, StoreError};
 
 use crate::alert::{Alert, Fingerprint, Labels, Notify};
-use crate::cost::series::{SpendSeed, SpendSeedQuery, OTHER_USER};
+use crate::cost::series::{SpendSeed, SpendSeedQuery};
 use crate::engine::Outgoing;
 use crate::join::Subject;
 use crate::sli::CallEvent;
 use crate::SliKey;
+
+/// The store the detector reads and writes its history in.
+pub type Store = Arc<dyn DetectorStore>;
 
 /// The alert-history row of a notification.
 pub fn alert_row(o: &Outgoing, sent_at_ms: i64) -> AlertRow {
@@ -56,40 +63,16 @@ pub fn alert_row(o: &Outgoing, sent_at_ms: i64) -> AlertRow {
 }
 
 /// Appends notifications to `alerts`.
-pub async fn write(client: &Client, rows: &[AlertRow]) -> clickhouse::error::Result<()> {
-    let mut insert = client.insert::<AlertRow>("alerts").await?;
-    for r in rows {
-        insert.write(r).await?;
-    }
-    insert.end().await
-}
-
-#[derive(Debug, Row, Deserialize)]
-struct LastState {
-    fingerprint: String,
-    labels: Vec<(String, String)>,
-    annotations: Vec<(String, String)>,
-    starts_at: i64,
-    event_time: i64,
-    state: String,
+pub async fn write(store: &dyn DetectorStore, rows: &[AlertRow]) -> Result<(), StoreError> {
+    store.write_alerts(rows).await
 }
 
 /// Alerts whose latest row is `firing`, with the event time they were last sent at.
-pub async fn firing(client: &Client) -> clickhouse::error::Result<Vec<(Alert, i64)>> {
-    let rows: Vec<LastState> = client
-        .query(
-            "SELECT fingerprint, argMax(labels, sent_at) AS labels, \
-             argMax(annotations, sent_at) AS annotations, \
-             toInt64(argMax(starts_at, sent_at)) AS starts_at, \
-             toInt64(argMax(event_time, sent_at)) AS event_time, \
-             argMax(state, sent_at) AS state \
-             FROM alerts GROUP BY fingerprint HAVING state = 'firing'",
-        )
-        .fetch_all()
-        .await?;
-    Ok(rows
+pub async fn firing(store: &dyn DetectorStore) -> Result<Vec<(Alert, i64)>, StoreError> {
+    Ok(store
+        .firing_alerts()
+        .await?
         .into_iter()
-        .filter(|r| r.state == "firing")
         .filter_map(|r| {
             let fp = u64::from_str_radix(&r.fingerprint, 16).ok()?;
             let labels: Labels = r.labels.into_iter().collect();
@@ -112,19 +95,11 @@ pub async fn firing(client: &Client) -> clickhouse::error::Result<Vec<(Alert, i6
 
 /// Recent alert history for `GET /v1/alerts`, newest first.
 pub async fn recent(
-    client: &Client,
+    store: &dyn DetectorStore,
     project: &str,
     limit: u64,
-) -> clickhouse::error::Result<Vec<AlertRow>> {
-    client
-        .query(
-            "SELECT ?fields FROM alerts WHERE project = ? AND announced \
-             ORDER BY sent_at DESC LIMIT ?",
-        )
-        .bind(project)
-        .bind(limit)
-        .fetch_all()
-        .await
+) -> Result<Vec<AlertRow>, StoreError> {
+    store.recent_alerts(project, limit).await
 }
 
 /// A stored event, for the rebuild.
@@ -151,242 +126,99 @@ pub enum Stored {
     },
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct CallRow {
-    ts: i64,
-    project: String,
-    service: String,
-    model: String,
-    operation: String,
-    status_code: String,
-    duration_ns: u64,
-    ttft_ms: Option<f64>,
-    tpot_ms: Option<f64>,
-    cost_usd: Option<f64>,
-    tokens: Option<u64>,
-    trace_id: String,
-    span_id: String,
-    conversation_id: String,
-    user_id: String,
+fn subject(trace_id: String, span_id: String, conversation_id: String) -> Subject {
+    Subject {
+        trace_id,
+        span_id,
+        conversation_id,
+    }
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct ItemRow {
-    ts: i64,
-    project: String,
-    trace_id: String,
-    span_id: String,
-    conversation_id: String,
-    name: String,
-    value_type: String,
-    score: Option<f64>,
-    label: String,
-}
-
-/// Calls, feedback and signals with event time in `[from_ms, cut)` received before `cut_ns`,
-/// sorted by event time (ms).
+/// Calls (at their end), feedback and signals with event time in `[from_ms, cut)` received
+/// before `cut_ns`, sorted by event time (ms); calls first at equal times, so items about them
+/// resolve.
 pub async fn stored_events(
-    client: &Client,
+    store: &dyn DetectorStore,
     from_ms: i64,
     cut_ns: i64,
-) -> clickhouse::error::Result<Vec<(i64, Stored)>> {
-    let calls: Vec<CallRow> = client
-        .query(
-            "SELECT toInt64(toUnixTimestamp64Milli(timestamp)) + toInt64(intDiv(duration_ns, 1000000)) AS ts, \
-             project, service, model, \
-             operation, status_code, duration_ns, ttft_ms, tpot_ms, cost_usd, \
-             if(isNull(input_tokens) AND isNull(output_tokens), NULL, \
-             ifNull(input_tokens, 0) + ifNull(output_tokens, 0)) AS tokens, trace_id, span_id, \
-             conversation_id, user_id FROM llm_calls FINAL \
-             WHERE timestamp >= fromUnixTimestamp64Milli(toInt64(?)) \
-             AND received_at < fromUnixTimestamp64Nano(toInt64(?))",
-        )
-        .bind(from_ms)
-        .bind(cut_ns)
-        .fetch_all()
-        .await?;
-    let feedback: Vec<ItemRow> = client
-        .query(
-            "SELECT toInt64(toUnixTimestamp64Milli(timestamp)) AS ts, project, trace_id, span_id, \
-             conversation_id, name, value_type, score, label FROM feedback FINAL \
-             WHERE timestamp >= fromUnixTimestamp64Milli(toInt64(?)) \
-             AND received_at < fromUnixTimestamp64Nano(toInt64(?))",
-        )
-        .bind(from_ms)
-        .bind(cut_ns)
-        .fetch_all()
-        .await?;
-    let signals: Vec<ItemRow> = client
-        .query(
-            "SELECT toInt64(toUnixTimestamp64Milli(timestamp)) AS ts, project, trace_id, span_id, \
-             conversation_id, type AS name, '' AS value_type, CAST(NULL, 'Nullable(Float64)') AS score, \
-             '' AS label FROM signals FINAL \
-             WHERE timestamp >= fromUnixTimestamp64Milli(toInt64(?)) \
-             AND received_at < fromUnixTimestamp64Nano(toInt64(?))",
-        )
-        .bind(from_ms)
-        .bind(cut_ns)
-        .fetch_all()
-        .await?;
-    let subject = |t: String, s: String, c: String| Subject {
-        trace_id: t,
-        span_id: s,
-        conversation_id: c,
-    };
-    let mut out: Vec<(i64, Stored)> = Vec::new();
-    for c in calls {
-        out.push((
-            c.ts,
-            Stored::Call {
-                key: SliKey {
-                    project: c.project,
-                    service: c.service,
-                    model: c.model,
-                    operation: c.operation,
+) -> Result<Vec<(i64, Stored)>, StoreError> {
+    Ok(store
+        .stored_events(from_ms, cut_ns)
+        .await?
+        .into_iter()
+        .map(|e| match e {
+            StoredEvent::Call(c) => (
+                c.ts,
+                Stored::Call {
+                    key: SliKey {
+                        project: c.project,
+                        service: c.service,
+                        model: c.model,
+                        operation: c.operation,
+                    },
+                    event: CallEvent {
+                        error: c.status_code == "Error",
+                        duration_ms: c.duration_ns as f64 / 1e6,
+                        ttft_ms: c.ttft_ms,
+                        tpot_ms: c.tpot_ms,
+                        cost_usd: c.cost_usd,
+                        tokens: c.tokens,
+                    },
+                    subject: subject(c.trace_id, c.span_id, c.conversation_id),
+                    user: c.user_id,
                 },
-                event: CallEvent {
-                    error: c.status_code == "Error",
-                    duration_ms: c.duration_ns as f64 / 1e6,
-                    ttft_ms: c.ttft_ms,
-                    tpot_ms: c.tpot_ms,
-                    cost_usd: c.cost_usd,
-                    tokens: c.tokens,
+            ),
+            StoredEvent::Feedback(f) => (
+                f.ts,
+                Stored::Feedback {
+                    project: f.project,
+                    subject: subject(f.trace_id, f.span_id, f.conversation_id),
+                    name: f.name,
+                    value_type: f.value_type,
+                    score: f.score,
+                    label: f.label,
                 },
-                subject: subject(c.trace_id, c.span_id, c.conversation_id),
-                user: c.user_id,
-            },
-        ));
-    }
-    for f in feedback {
-        out.push((
-            f.ts,
-            Stored::Feedback {
-                project: f.project,
-                subject: subject(f.trace_id, f.span_id, f.conversation_id),
-                name: f.name,
-                value_type: f.value_type,
-                score: f.score,
-                label: f.label,
-            },
-        ));
-    }
-    for s in signals {
-        out.push((
-            s.ts,
-            Stored::Signal {
-                project: s.project,
-                subject: subject(s.trace_id, s.span_id, s.conversation_id),
-                signal_type: s.name,
-            },
-        ));
-    }
-    // Calls first at equal times, so items about them resolve.
-    out.sort_by_key(|(ts, s)| (*ts, !matches!(s, Stored::Call { .. })));
-    Ok(out)
+            ),
+            StoredEvent::Signal(s) => (
+                s.ts,
+                Stored::Signal {
+                    project: s.project,
+                    subject: subject(s.trace_id, s.span_id, s.conversation_id),
+                    signal_type: s.name,
+                },
+            ),
+        })
+        .collect())
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct SeedRow {
-    policy: u32,
-    project: String,
-    k_service: String,
-    k_model: String,
-    k_operation: String,
-    k_user: String,
-    usd: f64,
-    calls: u64,
-}
-
-/// The SQL of [`period_spend`] and its parameters in order: one `UNION ALL` part per query.
-fn period_spend_sql(
-    queries: &[SpendSeedQuery],
-    replay_from_ms: i64,
-    cut_ns: i64,
-    limit: u64,
-) -> (String, Vec<Param>) {
-    let mut parts = Vec::new();
-    let mut params = Vec::new();
-    for q in queries {
-        let sel = &q.selector;
-        // Parameters in the order of their `?` in the text.
-        params.push(Param::Int(q.policy as i64));
-        params.push(Param::Int(q.max_users as i64));
-        let mut cond = String::new();
-        for (col, want) in [
-            ("project", &sel.project),
-            ("service", &sel.service),
-            ("model", &sel.model),
-            ("operation", &sel.operation),
-        ] {
-            if let Some(w) = want {
-                cond.push_str(&format!(" AND {col} = ?"));
-                params.push(Param::Str(w.clone()));
-            }
-        }
-        // Event time is the call's end (as the replay's): in the period; its start before the
-        // replay's start (the replay reads `timestamp >= from`). Calls last less than a day.
-        params.extend([
-            Param::Int(q.period_start_ms - 86_400_000),
-            Param::Int(replay_from_ms),
-            Param::Int(q.period_start_ms),
-            Param::Int(cut_ns),
-            Param::Int(limit as i64),
-        ]);
-        let pin =
-            |want: &Option<String>, col: &'static str| if want.is_some() { col } else { "''" };
-        parts.push(format!(
-            "SELECT * FROM (SELECT toUInt32(?) AS policy, project, k_service, k_model, k_operation, \
-             if(k_user_in = '' OR rn <= ?, k_user_in, '{OTHER_USER}') AS k_user, \
-             sum(inner_usd) AS usd, toUInt64(sum(inner_calls)) AS calls FROM (\
-             SELECT project, k_service, k_model, k_operation, k_user AS k_user_in, inner_usd, \
-             inner_calls, row_number() OVER (ORDER BY k_user = '', inner_usd DESC, k_user) AS rn \
-             FROM (SELECT project, {s} AS k_service, {m} AS k_model, {o} AS k_operation, \
-             {u} AS k_user, sum(ifNull(cost_usd, 0)) AS inner_usd, count() AS inner_calls \
-             FROM llm_calls FINAL WHERE isNotNull(cost_usd){cond} \
-             AND timestamp >= fromUnixTimestamp64Milli(toInt64(?)) \
-             AND timestamp < fromUnixTimestamp64Milli(toInt64(?)) \
-             AND toInt64(toUnixTimestamp64Milli(timestamp)) + toInt64(intDiv(duration_ns, 1000000)) >= toInt64(?) \
-             AND received_at < fromUnixTimestamp64Nano(toInt64(?)) \
-             GROUP BY project, k_service, k_model, k_operation, k_user)) \
-             GROUP BY project, k_service, k_model, k_operation, k_user LIMIT ?)",
-            s = pin(&sel.service, "service"),
-            m = pin(&sel.model, "model"),
-            o = pin(&sel.operation, "operation"),
-            u = if q.per_user { "user_id" } else { "''" },
-        ));
+/// The store's question for one seed query.
+fn spend_query(q: &SpendSeedQuery) -> SpendQuery {
+    let sel = &q.selector;
+    SpendQuery {
+        policy: u32::try_from(q.policy).unwrap_or(u32::MAX),
+        project: sel.project.clone(),
+        service: sel.service.clone(),
+        model: sel.model.clone(),
+        operation: sel.operation.clone(),
+        per_user: q.per_user,
+        max_users: q.max_users as u64,
+        period_start_ms: q.period_start_ms,
     }
-    (parts.join(" UNION ALL "), params)
-}
-
-/// A bound parameter of a generated query.
-#[derive(Debug, Clone, PartialEq)]
-enum Param {
-    Str(String),
-    Int(i64),
 }
 
 /// Period-to-date spend per spend series before the replay (see the module doc), one query;
 /// each policy's part is capped at `limit` rows (the detector's `max_keys`).
 pub async fn period_spend(
-    client: &Client,
+    store: &dyn DetectorStore,
     queries: &[SpendSeedQuery],
     replay_from_ms: i64,
     cut_ns: i64,
     limit: u64,
-) -> clickhouse::error::Result<Vec<SpendSeed>> {
-    if queries.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (sql, params) = period_spend_sql(queries, replay_from_ms, cut_ns, limit);
-    let mut q = client.query(&sql);
-    for p in params {
-        q = match p {
-            Param::Str(s) => q.bind(s),
-            Param::Int(i) => q.bind(i),
-        };
-    }
-    let rows: Vec<SeedRow> = q.fetch_all().await?;
-    Ok(rows
+) -> Result<Vec<SpendSeed>, StoreError> {
+    let queries: Vec<SpendQuery> = queries.iter().map(spend_query).collect();
+    Ok(store
+        .period_spend(&queries, replay_from_ms, cut_ns, limit)
+        .await?
         .into_iter()
         .map(|r| SpendSeed {
             policy: r.policy as usize,
@@ -403,64 +235,20 @@ pub async fn period_spend(
         .collect())
 }
 
-#[derive(Debug, Row, Deserialize)]
-struct KeyRow {
-    project: String,
-    service: String,
-    model: String,
-    operation: String,
-    trace_id: String,
-    span_id: String,
-    conversation_id: String,
-}
-
 /// Keys of stored calls named by `subjects` (one query), as subjects with their keys.
 pub async fn lookup_keys(
-    client: &Client,
+    store: &dyn DetectorStore,
     subjects: &[Subject],
-) -> clickhouse::error::Result<Vec<(Subject, SliKey)>> {
-    let traces: Vec<&str> = subjects
-        .iter()
-        .map(|s| s.trace_id.as_str())
-        .filter(|t| !t.is_empty())
-        .collect();
-    let conversations: Vec<&str> = subjects
-        .iter()
-        .map(|s| s.conversation_id.as_str())
-        .filter(|c| !c.is_empty())
-        .collect();
-    let mut cond = Vec::new();
-    if !traces.is_empty() {
-        cond.push("trace_id IN ?");
-    }
-    if !conversations.is_empty() {
-        cond.push("(conversation_id != '' AND conversation_id IN ?)");
-    }
-    if cond.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT project, service, model, operation, trace_id, span_id, conversation_id \
-         FROM llm_calls WHERE {} ORDER BY timestamp LIMIT 100000",
-        cond.join(" OR ")
-    );
-    let mut q = client.query(&sql);
-    if !traces.is_empty() {
-        q = q.bind(traces);
-    }
-    if !conversations.is_empty() {
-        q = q.bind(conversations);
-    }
-    let rows: Vec<KeyRow> = q.fetch_all().await?;
-    Ok(rows
+) -> Result<Vec<(Subject, SliKey)>, StoreError> {
+    let traces = Ids::of(subjects.iter().map(|s| s.trace_id.as_str()));
+    let conversations = Ids::of(subjects.iter().map(|s| s.conversation_id.as_str()));
+    Ok(store
+        .lookup_keys(&traces, &conversations)
+        .await?
         .into_iter()
         .map(|r| {
             (
-                Subject {
-                    trace_id: r.trace_id,
-                    span_id: r.span_id,
-                    conversation_id: r.conversation_id,
-                },
+                subject(r.trace_id, r.span_id, r.conversation_id),
                 SliKey {
                     project: r.project,
                     service: r.service,
@@ -475,61 +263,150 @@ pub async fn lookup_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cost::series::OTHER_USER;
     use crate::slo::Selector;
 
-    /// The generated seed query with its parameters inlined (what ClickHouse runs).
-    pub(crate) fn inlined(sql: &str, params: &[Param]) -> String {
-        let mut out = String::new();
-        let mut it = params.iter();
-        for (i, piece) in sql.split('?').enumerate() {
-            if i > 0 {
-                match it.next() {
-                    Some(Param::Str(s)) => out.push_str(&format!("'{}'", s.replace('\'', "\\'"))),
-                    Some(Param::Int(n)) => out.push_str(&n.to_string()),
-                    None => panic!("more placeholders than parameters"),
-                }
-            }
-            out.push_str(piece);
-        }
-        assert!(it.next().is_none(), "more parameters than placeholders");
-        out
-    }
-
     #[test]
-    fn the_seed_query_binds_every_placeholder() {
-        let q = |policy, per_user, selector| SpendSeedQuery {
-            policy,
-            selector,
-            per_user,
+    fn seed_queries_become_the_stores_questions() {
+        let q = SpendSeedQuery {
+            policy: 3,
+            selector: Selector {
+                project: Some("acme".into()),
+                model: Some("gpt-4o".into()),
+                ..Selector::default()
+            },
+            per_user: true,
             max_users: 7,
             period_start_ms: 1_000,
         };
-        let queries = [
-            q(0, false, Selector::default()),
-            q(
-                3,
-                true,
-                Selector {
-                    project: Some("acme".into()),
-                    model: Some("gpt-4o".into()),
-                    ..Selector::default()
-                },
-            ),
-        ];
-        let (sql, params) = period_spend_sql(&queries, 5_000, 9_000_000_000, 100);
-        let text = inlined(&sql, &params);
-        assert_eq!(text.matches("UNION ALL").count(), 1);
-        assert!(text.contains("toUInt32(3) AS policy"), "{text}");
-        assert!(
-            text.contains("AND project = 'acme' AND model = 'gpt-4o'"),
-            "{text}"
+        assert_eq!(
+            spend_query(&q),
+            SpendQuery {
+                policy: 3,
+                project: Some("acme".into()),
+                service: None,
+                model: Some("gpt-4o".into()),
+                operation: None,
+                per_user: true,
+                max_users: 7,
+                period_start_ms: 1_000,
+            }
         );
-        assert!(text.contains("model AS k_model"), "{text}");
-        assert!(text.contains("'' AS k_service"), "{text}");
-        assert!(text.contains("user_id AS k_user"), "{text}");
-        assert!(text.contains("rn <= 7"), "{text}");
-        if let Ok(path) = std::env::var("FLYWHEEL_PRINT_SEED_SQL") {
-            std::fs::write(path, text).unwrap();
-        }
+        // The store folds users past the cap into the series the engine calls (other).
+        assert_eq!(OTHER_USER, flywheel_store::detector::OTHER_USER);
+    }
+
+    /// The conversions from the store's rows, on an in-memory DuckDB store.
+    #[tokio::test]
+    async fn history_round_trips_through_the_store() {
+        use flywheel_schema::rows::{LlmCallRow, SignalRow};
+        use flywheel_store::{RowBatch, Store as _};
+
+        let duck = Arc::new(flywheel_store::DuckDbStore::in_memory().unwrap());
+        let store: Store = duck.clone();
+        let row = AlertRow {
+            fingerprint: format!("{:016x}", 0xabcu64),
+            project: "acme".into(),
+            state: "firing".into(),
+            announced: true,
+            labels: vec![("project".into(), "acme".into())],
+            annotations: vec![("calls_url".into(), "http://api/calls".into())],
+            starts_at: 1_700_000_000_123_000_000,
+            event_time: 1_700_000_060_000_000_000,
+            sent_at: 1_700_000_061_000_000_000,
+            ..AlertRow::default()
+        };
+        write(store.as_ref(), std::slice::from_ref(&row))
+            .await
+            .unwrap();
+        let firing = firing(store.as_ref()).await.unwrap();
+        assert_eq!(firing.len(), 1);
+        let (alert, last_sent_ms) = &firing[0];
+        assert_eq!(alert.fingerprint, Fingerprint(0xabc));
+        assert_eq!(alert.starts_at_ms, 1_700_000_000_123);
+        assert_eq!(*last_sent_ms, 1_700_000_060_000);
+        assert_eq!(alert.generator_url, "http://api/calls");
+        assert_eq!(
+            alert.labels.get("project").map(String::as_str),
+            Some("acme")
+        );
+        assert_eq!(recent(store.as_ref(), "acme", 10).await.unwrap(), [row]);
+
+        let mut batch = RowBatch::new("t");
+        batch.llm_calls = vec![LlmCallRow {
+            timestamp: 5_000_000_000,
+            project: "acme".into(),
+            model: "gpt".into(),
+            trace_id: "t1".into(),
+            span_id: "s1".into(),
+            conversation_id: "c1".into(),
+            status_code: "Error".into(),
+            duration_ns: 250_000_000,
+            output_tokens: Some(7),
+            received_at: 6_000_000_000,
+            ..LlmCallRow::default()
+        }];
+        batch.signals = vec![SignalRow {
+            id: "g".into(),
+            project: "acme".into(),
+            timestamp: 5_250_000_000,
+            conversation_id: "c1".into(),
+            signal_type: "regenerate".into(),
+            received_at: 6_000_000_000,
+            ..SignalRow::default()
+        }];
+        duck.insert(&batch).await.unwrap();
+        let events = stored_events(store.as_ref(), 0, 7_000_000_000)
+            .await
+            .unwrap();
+        let key = SliKey {
+            project: "acme".into(),
+            model: "gpt".into(),
+            ..SliKey::default()
+        };
+        let call_subject = subject("t1".into(), "s1".into(), "c1".into());
+        assert_eq!(
+            events,
+            [
+                (
+                    5_250,
+                    Stored::Call {
+                        key: key.clone(),
+                        event: CallEvent {
+                            error: true,
+                            duration_ms: 250.0,
+                            ttft_ms: None,
+                            tpot_ms: None,
+                            cost_usd: None,
+                            tokens: Some(7),
+                        },
+                        subject: call_subject.clone(),
+                        user: String::new(),
+                    }
+                ),
+                (
+                    5_250,
+                    Stored::Signal {
+                        project: "acme".into(),
+                        subject: subject(String::new(), String::new(), "c1".into()),
+                        signal_type: "regenerate".into(),
+                    }
+                ),
+            ]
+        );
+        // Received after the cut: not replayed.
+        assert!(stored_events(store.as_ref(), 0, 6_000_000_000)
+            .await
+            .unwrap()
+            .is_empty());
+        let asked = [
+            subject(String::new(), String::new(), "c1".into()),
+            subject("t1".into(), String::new(), String::new()),
+        ];
+        assert_eq!(
+            lookup_keys(store.as_ref(), &asked).await.unwrap(),
+            [(call_subject, key)]
+        );
+        assert!(lookup_keys(store.as_ref(), &[]).await.unwrap().is_empty());
     }
 }

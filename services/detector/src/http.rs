@@ -6,7 +6,7 @@
 //!   key (and user, for `per: user` spend policies), the spend projection or the change
 //!   detector's last verdict; under `latency`, per key, p50 / p90 / p99 of duration, TTFT and
 //!   TPOT over the last 5 minutes.
-//! - `GET /v1/alerts`: alerts firing now, and recent history (ClickHouse `alerts`, else the
+//! - `GET /v1/alerts`: alerts firing now, and recent history (the store's `alerts`, else the
 //!   resolutions this process saw).
 //!
 //! Also [`export_gauges`]: the per-SLO SLI gauges of `/metrics` (worst key per SLO).
@@ -37,7 +37,7 @@ use crate::slo::{LatencyMetric, Slo};
 pub struct ApiState {
     pub auth: Authenticator,
     pub snapshot: SharedSnapshot,
-    pub clickhouse: clickhouse::Client,
+    pub store: crate::history::Store,
 }
 
 fn error(code: ErrorCode, message: String) -> Response {
@@ -124,7 +124,7 @@ async fn alerts(State(state): State<ApiState>, headers: HeaderMap) -> Response {
                 .collect(),
         )
     };
-    let history = match crate::history::recent(&state.clickhouse, &project, 100).await {
+    let history = match crate::history::recent(state.store.as_ref(), &project, 100).await {
         Ok(rows) => rows
             .into_iter()
             .map(|r| {

@@ -3,7 +3,7 @@
 //! Feedback and signals carry only trace / span / conversation ids, while quality SLIs are per
 //! model. [`Joins`] remembers the key of recent calls by (trace, span), by trace and by
 //! conversation, each map bounded (oldest insert evicted first). Items it cannot attribute go
-//! to a ClickHouse lookup of `llm_calls` (`history::lookup_keys`); what is still unknown after
+//! to a store lookup of `llm_calls` (`history::lookup_keys`); what is still unknown after
 //! that is counted (`flywheel_detector_unattributed_total`).
 
 use std::collections::{HashMap, VecDeque};

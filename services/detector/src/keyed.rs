@@ -247,7 +247,7 @@ pub struct Keyed {
 }
 
 /// Firing alerts and when each was last sent, from `history::firing`.
-pub type FiringAlerts = clickhouse::error::Result<Vec<(crate::alert::Alert, i64)>>;
+pub type FiringAlerts = Result<Vec<(crate::alert::Alert, i64)>, flywheel_store::StoreError>;
 
 /// How long evaluation waits for the firing alerts of the history table after an assignment.
 const HISTORY_WAIT: Duration = Duration::from_secs(30);
@@ -286,9 +286,9 @@ impl Loop {
         k.assigned_at_ms = now_ms();
         k.last_backlog = Instant::now();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let client = self.clickhouse.clone();
+        let store = self.store.clone();
         tokio::spawn(async move {
-            let _ = tx.send(crate::history::firing(&client).await);
+            let _ = tx.send(crate::history::firing(store.as_ref()).await);
         });
         k.history = Some((rx, Instant::now()));
     }

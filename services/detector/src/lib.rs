@@ -1,10 +1,10 @@
 //! Flywheel detector (issue 5): streaming SLIs in event time from the span, feedback and
 //! signals topics, multiwindow burn-rate alerts to Alertmanager, webhooks and Slack, alert
-//! history in ClickHouse, `GET /v1/slos` and `GET /v1/alerts`. Start reading at [`run`].
+//! history in the store (ClickHouse or DuckDB), `GET /v1/slos` and `GET /v1/alerts`. Start reading at [`run`].
 //!
 //! Data flow: [`consumer`] reads the topics with its own consumer group and decodes spans
 //! ([`extract`]), feedback and signals (joined to their call's key by [`join`], else looked up
-//! in ClickHouse by [`history`]); [`engine`] counts them into event-time windows and, every
+//! in the store by [`history`]); [`engine`] counts them into event-time windows and, every
 //! evaluation interval, evaluates every SLO per key and drives the alert tracker; changes go to
 //! [`sender`] (bounded queues, retries, never blocking) and to the `alerts` table; [`http`]
 //! serves the last evaluation. At start-up, [`history`] rebuilds the windows and restores
@@ -19,7 +19,7 @@
 //! | [`keyed`] | scale-out: SLI events re-keyed through a topic, one owner per key (Kafka only) |
 //! | [`engine`] | window store, tracker and evaluation, no I/O |
 //! | [`sender`] | Alertmanager v2, webhook and Slack delivery with retries |
-//! | [`history`] | ClickHouse: alert rows, restore, rebuild, key lookups |
+//! | [`history`] | the store (`flywheel_store::DetectorStore`): alert rows, restore, rebuild, key lookups |
 //! | [`http`] | `GET /v1/slos`, `GET /v1/alerts`, SLI gauges |
 //! | [`metrics`] | metric names |
 //! | [`slo`] | the SLO file (YAML): SLIs, selectors, objectives, windows, alert and cost policies; errors name line and field |

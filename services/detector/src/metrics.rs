@@ -53,7 +53,7 @@ pub const SENDERS: [&str; 4] = ["alertmanager", "webhook", "slack", "history"];
 pub struct Metrics {
     /// Events by kind and outcome.
     pub events: IntCounterVec,
-    /// Feedback and signals whose call could not be found (memory, then ClickHouse), by kind.
+    /// Feedback and signals whose call could not be found (memory, then the store), by kind.
     pub unattributed: IntCounterVec,
     /// Messages that were not valid protobuf, by kind.
     pub undecodable: IntCounterVec,
@@ -77,7 +77,7 @@ pub struct Metrics {
     pub slo_budget: GaugeVec,
     /// Highest burn rate among the keys of an SLO, by window (`long`/`short` of each rule).
     pub slo_burn: GaugeVec,
-    /// Failed ClickHouse reads and writes (history, lookups), by operation.
+    /// Failed store reads and writes (history, lookups), by operation.
     pub history_errors: IntCounterVec,
     /// Highest p99 (last 5 min) of a latency SLO's metric among its keys, in ms.
     pub slo_latency_p99: GaugeVec,
@@ -90,7 +90,7 @@ pub struct Metrics {
     /// Calls of users past a `per: user` spend policy's `max_users`, counted in its `(other)`
     /// series, per policy.
     pub cost_user_folded: IntCounterVec,
-    /// Spend series seeded with their period-to-date spend from ClickHouse at start-up.
+    /// Spend series seeded with their period-to-date spend from the store at start-up.
     pub seeded_spend_series: IntGauge,
     /// Stored calls, feedback and signals replayed at start-up.
     pub rebuilt_events: IntGauge,
@@ -168,7 +168,7 @@ impl Metrics {
             history_errors: IntCounterVec::new(
                 Opts::new(
                     HISTORY_ERRORS,
-                    "Failed ClickHouse reads and writes, by operation.",
+                    "Failed store reads and writes (history, lookups), by operation.",
                 ),
                 &["operation"],
             )?,

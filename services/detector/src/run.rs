@@ -1,5 +1,5 @@
-//! [`run`]: start-up (SLO file, schema check, history rebuild, consumer, senders, HTTP), the
-//! loop, and shutdown.
+//! [`run`]: start-up (SLO file, history rebuild, consumer, senders, HTTP), the loop, and
+//! shutdown. The caller opens the store (`[store]`) and checks its schema.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
@@ -8,7 +8,6 @@ use std::time::Duration;
 use flywheel_auth::{AuthConfig, Authenticator};
 use flywheel_bus::{Bus, CommitPolicy, SourceSpec};
 use flywheel_schema::rows::AlertRow;
-use flywheel_schema::ClickHouseConfig;
 use flywheel_telemetry::Readiness;
 use prometheus::Registry;
 use tokio::sync::mpsc;
@@ -31,8 +30,6 @@ pub enum DetectorError {
     NoSloFile,
     #[error(transparent)]
     SloFile(#[from] crate::slo::SloFileError),
-    #[error(transparent)]
-    Schema(#[from] flywheel_schema::migrate::SchemaError),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("bus: {0}")]
@@ -48,8 +45,8 @@ pub enum DetectorError {
     },
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
-    #[error("rebuilding from ClickHouse history failed: {0}")]
-    History(#[source] clickhouse::error::Error),
+    #[error("rebuilding from the stored history failed: {0}")]
+    History(#[source] flywheel_store::StoreError),
 }
 
 /// Runs the detector until `shutdown`, on the log `bus` gives (`flywheel_bus::KafkaBus` or
@@ -57,7 +54,7 @@ pub enum DetectorError {
 pub async fn run<B: Bus>(
     config: DetectorConfig,
     bus: &B,
-    clickhouse: &ClickHouseConfig,
+    store: history::Store,
     auth: &AuthConfig,
     registry: &Registry,
     readiness: &Readiness,
@@ -65,7 +62,6 @@ pub async fn run<B: Bus>(
 ) -> Result<(), DetectorError> {
     let path = config.slo_file.as_ref().ok_or(DetectorError::NoSloFile)?;
     let file = crate::slo::load(path)?;
-    flywheel_schema::migrate::check(clickhouse).await?;
     let metrics = Metrics::register(registry)?;
     let auth = Authenticator::new(auth).map_err(DetectorError::Config)?;
     let prices = flywheel_pricing::PriceTable::load(config.prices_file.as_deref())
@@ -125,10 +121,9 @@ pub async fn run<B: Bus>(
     // Delivery and history tasks stop after the loop: they get their own token.
     let drain = CancellationToken::new();
     let senders = Senders::start(&config, metrics.clone(), &tasks, drain.clone())?;
-    let ch = clickhouse.client();
     let (history_tx, history_rx) = mpsc::channel(config.send_queue);
     tasks.spawn(write_history(
-        ch.clone(),
+        store.clone(),
         history_rx,
         metrics.clone(),
         drain.clone(),
@@ -139,7 +134,7 @@ pub async fn run<B: Bus>(
         crate::http::ApiState {
             auth,
             snapshot: snapshot.clone(),
-            clickhouse: ch.clone(),
+            store: store.clone(),
         },
         shutdown.clone(),
     )
@@ -181,7 +176,7 @@ pub async fn run<B: Bus>(
     let cut_ms = crate::consumer::now_ms();
     let mut detector = Loop {
         engine,
-        clickhouse: ch.clone(),
+        store: store.clone(),
         cut_ns: if config.rebuild_from_history && !keyed_mode {
             cut_ms * 1_000_000
         } else {
@@ -198,11 +193,14 @@ pub async fn run<B: Bus>(
     };
     if keyed_mode {
         // Windows come from replaying the keyed topic; alerts wait for their owner.
-        for (alert, last_sent_ms) in history::firing(&ch).await.map_err(DetectorError::History)? {
+        for (alert, last_sent_ms) in history::firing(store.as_ref())
+            .await
+            .map_err(DetectorError::History)?
+        {
             detector.engine.park(alert, last_sent_ms);
         }
     } else if config.rebuild_from_history {
-        rebuild(&mut detector, &ch, cut_ms, longest).await?;
+        rebuild(&mut detector, store.as_ref(), cut_ms, longest).await?;
     }
     tracing::info!(topics = ?topics, group = %config.group_id, "detector consuming");
     detector.run(source, shutdown.clone()).await;
@@ -217,11 +215,13 @@ pub async fn run<B: Bus>(
 /// then replays stored events of the longest alerting window.
 async fn rebuild(
     d: &mut Loop,
-    ch: &clickhouse::Client,
+    store: &dyn flywheel_store::DetectorStore,
     cut_ms: i64,
     longest: Dur,
 ) -> Result<(), DetectorError> {
-    let firing = history::firing(ch).await.map_err(DetectorError::History)?;
+    let firing = history::firing(store)
+        .await
+        .map_err(DetectorError::History)?;
     let restored = firing.len();
     for (alert, last_sent_ms) in firing {
         d.engine.restore(alert, last_sent_ms);
@@ -231,7 +231,7 @@ async fn rebuild(
     // than the replayed window): folded into the series first, the replay adds the rest.
     let queries = d.engine.cost_mut().seed_queries(cut_ms, from);
     let seed = history::period_spend(
-        ch,
+        store,
         &queries,
         from,
         cut_ms * 1_000_000,
@@ -241,7 +241,7 @@ async fn rebuild(
     .map_err(DetectorError::History)?;
     let seeded = d.engine.cost_mut().seed(cut_ms, seed);
     d.metrics.seeded_spend_series.set(seeded as i64);
-    let events = history::stored_events(ch, from, cut_ms * 1_000_000)
+    let events = history::stored_events(store, from, cut_ms * 1_000_000)
         .await
         .map_err(DetectorError::History)?;
     let n = events.len();
@@ -304,14 +304,14 @@ async fn rebuild(
         events = n,
         seeded_spend_series = seeded,
         window = %longest,
-        "state rebuilt from ClickHouse history"
+        "state rebuilt from the stored history"
     );
     Ok(())
 }
 
-/// Appends alert rows to ClickHouse, retrying a few times; failures are counted.
+/// Appends alert rows to the store, retrying a few times; failures are counted.
 async fn write_history(
-    ch: clickhouse::Client,
+    store: history::Store,
     mut rx: mpsc::Receiver<Vec<AlertRow>>,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -323,7 +323,7 @@ async fn write_history(
         };
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=5 {
-            match history::write(&ch, &rows).await {
+            match history::write(store.as_ref(), &rows).await {
                 Ok(()) => break,
                 Err(e) if attempt == 5 => {
                     tracing::warn!(error = %e, "cannot write alert history");

@@ -13,7 +13,7 @@
 mod ingest;
 mod migrate;
 mod status;
-mod write;
+pub(crate) mod write;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -43,7 +43,7 @@ pub struct DuckDbStore {
     /// Operations clone their connection from this one.
     base: Arc<Mutex<Connection>>,
     /// Held by the one transaction writing.
-    writes: Arc<Mutex<()>>,
+    pub(crate) writes: Arc<Mutex<()>>,
     read_only: bool,
 }
 
@@ -55,7 +55,7 @@ impl std::fmt::Debug for DuckDbStore {
     }
 }
 
-fn lock_poisoned<T>(_: T) -> StoreError {
+pub(crate) fn lock_poisoned<T>(_: T) -> StoreError {
     StoreError::Task("a DuckDB operation panicked while holding a lock".into())
 }
 
@@ -127,7 +127,7 @@ impl DuckDbStore {
     }
 
     /// Runs `f` on the blocking pool with a fresh connection.
-    async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -141,7 +141,10 @@ impl DuckDbStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    async fn fetch<T: FromRow + Send + 'static>(&self, sql: Sql) -> Result<Vec<T>, StoreError> {
+    pub(crate) async fn fetch<T: FromRow + Send + 'static>(
+        &self,
+        sql: Sql,
+    ) -> Result<Vec<T>, StoreError> {
         self.run(move |c| {
             let started = std::time::Instant::now();
             let (text, params) = expand(&sql);
@@ -164,7 +167,7 @@ impl DuckDbStore {
 }
 
 /// The SQL with each list bind spelled as `(?, ?, ...)`, and the flat parameters.
-fn expand(sql: &Sql) -> (String, Vec<duckdb::types::Value>) {
+pub(crate) fn expand(sql: &Sql) -> (String, Vec<duckdb::types::Value>) {
     use duckdb::types::Value;
     let mut text = String::with_capacity(sql.text.len());
     let mut params = Vec::with_capacity(sql.binds.len());
@@ -202,7 +205,7 @@ fn expand(sql: &Sql) -> (String, Vec<duckdb::types::Value>) {
 }
 
 /// A `TIMESTAMP_NS` (or coarser) column as Unix nanoseconds.
-fn ts(row: &Row<'_>, i: usize) -> Result<i64, StoreError> {
+pub(crate) fn ts(row: &Row<'_>, i: usize) -> Result<i64, StoreError> {
     match row.get_ref(i)? {
         ValueRef::Timestamp(unit, v) => Ok(match unit {
             TimeUnit::Nanosecond => v,
@@ -218,7 +221,7 @@ fn ts(row: &Row<'_>, i: usize) -> Result<i64, StoreError> {
 }
 
 /// A row type read by position, in the column order of [`crate::sql`].
-trait FromRow: Sized {
+pub(crate) trait FromRow: Sized {
     fn from_row(row: &Row<'_>) -> Result<Self, StoreError>;
 }
 

@@ -16,7 +16,7 @@
 //!   `projected / budget` against `alert_at`. A series lives (and a user series counts
 //!   against `max_users`) while it holds spend of the current period or of the lookback.
 //!
-//!   Start-up seeds the period's sum from ClickHouse ([`CostState::seed_queries`],
+//!   Start-up seeds the period's sum from the store ([`CostState::seed_queries`],
 //!   `history::period_spend`, [`CostState::seed`]): the spend of calls whose event time is in
 //!   the period and whose start is before the replay's start, folded into each series' period
 //!   sum; the replay of the longest window adds the rest, so a monthly budget sees the whole
@@ -328,7 +328,7 @@ impl CostState {
         Some(self.spend.entry(id).or_default())
     }
 
-    /// What start-up asks ClickHouse for: per spend policy whose current period (at `now_ms`)
+    /// What start-up asks the store for: per spend policy whose current period (at `now_ms`)
     /// began before the replay's start, the spend of `[period start, replay_from_ms)`.
     pub fn seed_queries(&self, now_ms: i64, replay_from_ms: i64) -> Vec<SpendSeedQuery> {
         self.policies
