@@ -249,7 +249,11 @@ mod tests {
             .slos
             .iter()
             .map(|s| s.value.name.value.as_str())
-            .chain(file.cost_policies.iter().map(|c| c.value.name.value.as_str()))
+            .chain(
+                file.cost_policies
+                    .iter()
+                    .map(|c| c.value.name.value.as_str()),
+            )
             .collect();
         let scenario = flywheel_loadgen::config::Scenario::from_toml(SCENARIO).unwrap();
         scenario.validate().unwrap();

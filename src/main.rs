@@ -2,11 +2,14 @@
 //! service in one process with the same code. See ARCHITECTURE.md.
 
 mod config;
+mod demo;
 mod export;
 mod tools;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -46,6 +49,13 @@ enum Command {
     /// Run every service in one process (applies pending migrations first); the detector runs
     /// when `detector.slo_file` is set.
     All,
+    /// Run every service in one process with nothing external: the embedded write-ahead log in
+    /// place of Kafka and DuckDB in place of ClickHouse, in `./flywheel-data` (flags switch
+    /// either half to a server). The status page is on the api (http://127.0.0.1:8080/).
+    Up(up::UpArgs),
+    /// `flywheel up` on a fresh data directory plus the traffic simulator with four scheduled
+    /// incidents: alerts as they fire and resolve, then detection times beside their minimum.
+    Demo(up::UpArgs),
     /// Create or upgrade the ClickHouse schema (idempotent).
     Migrate,
     /// Recompute llm_calls.cost_usd from the current price table (built-in plus
@@ -100,20 +110,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
-        Command::Collector => runtime.block_on(serve(config, &[Service::Collector])),
-        Command::Ingester => runtime.block_on(serve(config, &[Service::Ingester])),
-        Command::Api => runtime.block_on(serve(config, &[Service::Api])),
-        Command::Detector => runtime.block_on(serve(config, &[Service::Detector])),
-        Command::All => runtime.block_on(async {
-            migrate(&config).await?;
-            let mut services = vec![Service::Collector, Service::Ingester, Service::Api];
-            if config.detector.slo_file.is_some() {
-                services.push(Service::Detector);
-            } else {
-                tracing::info!("detector.slo_file is not set: the detector does not run");
-            }
-            serve(config, &services).await
+        Command::Collector => runtime.block_on(start(config, &[Service::Collector], None)),
+        Command::Ingester => runtime.block_on(start(config, &[Service::Ingester], None)),
+        Command::Api => runtime.block_on(start(config, &[Service::Api], None)),
+        Command::Detector => runtime.block_on(start(config, &[Service::Detector], None)),
+        Command::All => runtime.block_on(all(config, None)),
+        Command::Up(args) => runtime.block_on(async {
+            let config = up::embedded(config, &args)?;
+            all(config, None).await
         }),
+        Command::Demo(args) => runtime.block_on(up::demo(config, args)),
         Command::Export(args) => runtime.block_on(export::run(&config, *args)),
         Command::Migrate => runtime.block_on(migrate(&config)),
         Command::Reprice { since } => {
@@ -229,27 +235,116 @@ async fn migrate(config: &config::FlywheelConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `services` until SIGTERM / ctrl-c, then shuts down gracefully: receivers stop
-/// accepting, in-flight requests finish, batches are flushed and committed, the producer
-/// flushes.
-async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::Result<()> {
+/// `flywheel all` (and `up`): migrations when the store is ClickHouse, then every service; the
+/// detector when `detector.slo_file` is set.
+async fn all(config: config::FlywheelConfig, running: Option<up::Running>) -> anyhow::Result<()> {
+    if config.store.backend == flywheel_store::Backend::ClickHouse {
+        migrate(&config).await?;
+    }
+    let mut services = vec![Service::Collector, Service::Ingester, Service::Api];
+    if config.detector.slo_file.is_some() {
+        services.push(Service::Detector);
+    } else {
+        tracing::info!("detector.slo_file is not set: the detector does not run");
+    }
+    start(config, &services, running).await
+}
+
+/// Opens the configured bus (`[bus]`) and serves `services` on it. `running` (the demo)
+/// receives the shutdown token and the WAL once everything is up.
+async fn start(
+    config: config::FlywheelConfig,
+    services: &[Service],
+    running: Option<up::Running>,
+) -> anyhow::Result<()> {
     let shutdown = flywheel_telemetry::shutdown_signal();
+    match config.bus.kind {
+        config::BusKind::Kafka => {
+            if let Some(r) = running {
+                r.started(shutdown.clone(), None);
+            }
+            let bus = flywheel_bus::KafkaBus::new(config.kafka.clone());
+            serve(config, services, bus, shutdown).await
+        }
+        config::BusKind::Wal => {
+            let started = std::time::Instant::now();
+            let dir = config.bus.wal.dir.clone();
+            let wal = tokio::task::spawn_blocking({
+                let c = config.bus.wal.clone();
+                move || flywheel_wal::Wal::open(c)
+            })
+            .await
+            .context("cannot open the write-ahead log")?
+            .with_context(|| format!("cannot open the write-ahead log in {}", dir.display()))?;
+            let report = wal.recovery_report();
+            if !report.is_clean() {
+                tracing::warn!(
+                    truncated_bytes = report.removed_bytes(),
+                    ?report,
+                    "write-ahead log: a corrupt tail was truncated to the last good record"
+                );
+            }
+            tracing::info!(dir = %dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "write-ahead log open");
+            let wal = Arc::new(wal);
+            if let Some(r) = running {
+                r.started(shutdown.clone(), Some(wal.clone()));
+            }
+            let bus = flywheel_wal::WalBus::new(wal.clone());
+            let result = serve(config, services, bus, shutdown).await;
+            wal.close();
+            result
+        }
+    }
+}
+
+/// What a bus's publisher does once the services stopped: Kafka's producer flushes; the WAL
+/// has nothing in flight (every acknowledged record was fsynced).
+trait Finish {
+    fn finish(&self, timeout: Duration) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl Finish for KafkaPublisher {
+    async fn finish(&self, timeout: Duration) {
+        if let Err(e) = self.flush(timeout).await {
+            tracing::warn!(error = %e, "producer flush incomplete at shutdown");
+        }
+    }
+}
+
+impl Finish for flywheel_wal::WalPublisher {
+    async fn finish(&self, _timeout: Duration) {}
+}
+
+/// Runs `services` on `bus` until `shutdown` (SIGTERM / ctrl-c), then shuts down gracefully:
+/// receivers stop accepting, in-flight requests finish, batches are flushed and committed, the
+/// producer flushes.
+async fn serve<B>(
+    config: config::FlywheelConfig,
+    services: &[Service],
+    bus: B,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()>
+where
+    B: flywheel_bus::Bus + Send + Sync + 'static,
+    B::Publisher: Finish,
+{
+    let bus = Arc::new(bus);
     let registry = prometheus::Registry::new();
     let readiness = Readiness::new();
 
     let mut tasks = tokio::task::JoinSet::new();
     let mut publisher = None;
     if services.contains(&Service::Collector) {
-        let p = KafkaPublisher::start(
-            &config.kafka,
-            vec![
-                config.collector.spans_topic.clone(),
-                config.collector.feedback_topic.clone(),
-                config.collector.signals_topic.clone(),
-            ],
-            shutdown.clone(),
-        )
-        .context("cannot create the Kafka producer")?;
+        let p = bus
+            .publisher(
+                vec![
+                    config.collector.spans_topic.clone(),
+                    config.collector.feedback_topic.clone(),
+                    config.collector.signals_topic.clone(),
+                ],
+                shutdown.clone(),
+            )
+            .context("cannot create the publisher")?;
         flywheel_collector::register_readiness(&p, &readiness);
         publisher = Some(p.clone());
         let (collector, auth, max_message_bytes) = (
@@ -301,20 +396,13 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
         .filter(|_| services.contains(&Service::Ingester))
     {
         let store = stores.ingest.clone();
-        let (ingester, kafka) = (config.ingester.clone(), config.kafka.clone());
+        let (ingester, bus) = (config.ingester.clone(), bus.clone());
         let (registry, readiness, shutdown) =
             (registry.clone(), readiness.clone(), shutdown.clone());
         tasks.spawn(async move {
-            flywheel_ingester::run(
-                ingester,
-                &flywheel_bus::KafkaBus::new(kafka),
-                store,
-                &registry,
-                &readiness,
-                shutdown,
-            )
-            .await
-            .context("ingester failed")
+            flywheel_ingester::run(ingester, &*bus, store, &registry, &readiness, shutdown)
+                .await
+                .context("ingester failed")
         });
     }
     if let Some(stores) = stores.as_ref().filter(|_| services.contains(&Service::Api)) {
@@ -336,22 +424,12 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
         .filter(|_| services.contains(&Service::Detector))
     {
         let store = stores.detector.clone();
-        let (detector, kafka, auth) = (
-            config.detector.clone(),
-            config.kafka.clone(),
-            config.auth.clone(),
-        );
+        let (detector, bus, auth) = (config.detector.clone(), bus.clone(), config.auth.clone());
         let (registry, readiness, shutdown) =
             (registry.clone(), readiness.clone(), shutdown.clone());
         tasks.spawn(async move {
             flywheel_detector::run(
-                detector,
-                &flywheel_bus::KafkaBus::new(kafka),
-                store,
-                &auth,
-                &registry,
-                &readiness,
-                shutdown,
+                detector, &*bus, store, &auth, &registry, &readiness, shutdown,
             )
             .await
             .context("detector failed")
@@ -381,10 +459,10 @@ async fn serve(config: config::FlywheelConfig, services: &[Service]) -> anyhow::
         }
     }
     if let Some(p) = publisher {
-        let flush_timeout = Duration::from_millis(u64::from(config.kafka.message_timeout_ms));
-        if let Err(e) = p.flush(flush_timeout).await {
-            tracing::warn!(error = %e, "producer flush incomplete at shutdown");
-        }
+        p.finish(Duration::from_millis(u64::from(
+            config.kafka.message_timeout_ms,
+        )))
+        .await;
     }
     let _ = admin.await;
     result?;
