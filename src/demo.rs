@@ -76,8 +76,7 @@ pub async fn drive(
     };
     let started = Instant::now();
     println!(
-        "demo: {} of simulated LLM traffic with 4 incidents; alerts as they fire and resolve:",
-        "190 s"
+        "demo: 190 s of simulated LLM traffic with 4 incidents; alerts as they fire and resolve:"
     );
     let stop_polling = CancellationToken::new();
     let poller = tokio::spawn(poll_alerts(
