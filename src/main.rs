@@ -93,6 +93,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Demo(_)) && std::env::var_os("RUST_LOG").is_none() {
+        // The demo's terminal shows alerts and the summary, not the services' logs.
+        std::env::set_var("RUST_LOG", "warn");
+    }
     flywheel_telemetry::init_tracing();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
