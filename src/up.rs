@@ -111,6 +111,9 @@ pub async fn demo(config: FlywheelConfig, mut args: UpArgs) -> anyhow::Result<()
     std::fs::write(&slos, crate::demo::SLOS).context("cannot write the demo SLO file")?;
     config.detector.slo_file = Some(slos);
     config.detector.evaluation_interval_ms = 250;
+    // Cost policies judge closed intervals: with a call's end as its event time, a few seconds
+    // of lateness is enough here, and the cost spike is judged within the demo.
+    config.detector.lateness_ms = 5_000;
     config.detector.resend_interval_ms = 10_000;
     let target = crate::demo::Target {
         collector: format!("http://{}", local(config.collector.http_listen)),
