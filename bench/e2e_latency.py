@@ -5,8 +5,11 @@ p50/p99 of (row visible - POST sent) in milliseconds.
 
 usage: e2e_latency.py --collector http://127.0.0.1:4318 --clickhouse http://127.0.0.1:8123 \
          --database flywheel [--probes 100] [--interval 0.2]
+       e2e_latency.py --collector http://127.0.0.1:4318 --api http://127.0.0.1:8080 ...
+         (any store, e.g. `flywheel up`'s DuckDB: polls the status API, where each probe is a
+         call to its own model `probe-<trace id>`)
 """
-import argparse, os, statistics, time, urllib.request
+import argparse, json, os, statistics, time, urllib.request
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -21,7 +24,7 @@ def kv(k, v):
     return KeyValue(key=k, value=a)
 
 
-def probe_body(trace_id: bytes) -> bytes:
+def probe_body(trace_id: bytes, model: str = "gpt-4o-mini") -> bytes:
     r = ExportTraceServiceRequest()
     rs = r.resource_spans.add()
     rs.resource.attributes.append(kv("service.name", "latency-probe"))
@@ -32,7 +35,7 @@ def probe_body(trace_id: bytes) -> bytes:
     now = time.time_ns()
     s.start_time_unix_nano = now - 1_000_000
     s.end_time_unix_nano = now
-    s.attributes.extend([kv("gen_ai.operation.name", "chat"), kv("gen_ai.request.model", "gpt-4o-mini"),
+    s.attributes.extend([kv("gen_ai.operation.name", "chat"), kv("gen_ai.request.model", model),
                          kv("gen_ai.usage.input_tokens", 10), kv("gen_ai.usage.output_tokens", 5)])
     return r.SerializeToString()
 
@@ -44,10 +47,16 @@ def visible(clickhouse, database, trace_hex):
         return resp.read().strip() not in (b"0", b"")
 
 
+def visible_api(api, model):
+    with urllib.request.urlopen(api + "/v1/status/models?minutes=10&limit=100", timeout=5) as resp:
+        return any(m.get("model") == model for m in json.load(resp).get("models", []))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--collector", required=True)
-    ap.add_argument("--clickhouse", required=True)
+    ap.add_argument("--clickhouse")
+    ap.add_argument("--api")
     ap.add_argument("--database", default="flywheel")
     ap.add_argument("--probes", type=int, default=100)
     ap.add_argument("--interval", type=float, default=0.2)
@@ -55,14 +64,17 @@ def main():
     latencies = []
     for _ in range(a.probes):
         trace_id = os.urandom(16)
-        body = probe_body(trace_id)
+        model = "probe-" + trace_id.hex()[:12] if a.api else "gpt-4o-mini"
+        body = probe_body(trace_id, model)
         req = urllib.request.Request(a.collector + "/v1/traces", data=body, method="POST",
                                      headers={"content-type": "application/x-protobuf"})
         t0 = time.monotonic()
         with urllib.request.urlopen(req, timeout=30) as resp:
             assert resp.status == 200, resp.status
         deadline = t0 + 30
-        while not visible(a.clickhouse, a.database, trace_id.hex()):
+        seen = (lambda: visible_api(a.api, model)) if a.api else \
+            (lambda: visible(a.clickhouse, a.database, trace_id.hex()))
+        while not seen():
             if time.monotonic() > deadline:
                 raise SystemExit(f"probe {trace_id.hex()} not visible after 30 s")
             time.sleep(0.01)

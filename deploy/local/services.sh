@@ -7,10 +7,11 @@
 #   deploy/local/services.sh env      print `export` lines for the addresses (eval "$(... env)")
 #
 # Kafka: tansu (an Apache-Kafka-compatible broker from crates.io) on 127.0.0.1:9092, with durable
-# SQLite storage, or in memory with FLYWHEEL_KAFKA_STORAGE=memory (what deploy/local/test.sh
-# uses: tansu 0.6's SQLite engine can wedge under load, see docs/notes; tests that stop and
-# restart a broker start a private SQLite one). A broker of the other engine, or one whose log
-# shows a panic since it started (wedged: every request fails), is restarted. ClickHouse: the ClickHouse 26.9 engine from the chdb-core wheel behind a small
+# SQLite storage, or in memory with FLYWHEEL_KAFKA_STORAGE=memory (benchmarks; not for the
+# tests: tansu 0.6's memory engine answered stale watermarks and committed offsets). A broker
+# of another engine than an explicit FLYWHEEL_KAFKA_STORAGE asks for, or one whose log shows a
+# panic since it started (tansu 0.6's SQLite engine can wedge: every request then fails, see
+# docs/notes), is restarted. ClickHouse: the ClickHouse 26.9 engine from the chdb-core wheel behind a small
 # HTTP adapter (deploy/local/clickhouse_adapter.py) on 127.0.0.1:8123.
 # Alertmanager (Debian `prometheus-alertmanager`, 0.25) is only installed: the detector tests
 # start a private one per test on a free port (tests/common/detector.rs); ALERTMANAGER_BIN names it.

@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 echo "== local services"
-# The shared test broker keeps its log in memory (tansu's SQLite engine can wedge under the
-# suite's load); tests that restart a broker start a private SQLite one (tests/common).
-export FLYWHEEL_KAFKA_STORAGE=${FLYWHEEL_KAFKA_STORAGE:-memory}
+# The shared test broker uses tansu's SQLite engine (its in-memory engine answered stale
+# watermarks and committed offsets to the suite); services.sh restarts it if a panic wedged it.
+export FLYWHEEL_KAFKA_STORAGE=${FLYWHEEL_KAFKA_STORAGE:-sqlite}
 eval "$(deploy/local/services.sh up)"
 deploy/local/duckdb.sh >/dev/null  # the prebuilt libduckdb the embedded store links (adr/0009)
 export KAFKA_BROKERS CLICKHOUSE_URL FLYWHEEL_VENV ALERTMANAGER_BIN
