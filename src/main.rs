@@ -377,8 +377,13 @@ where
         .iter()
         .any(|s| matches!(s, Service::Ingester | Service::Api | Service::Detector))
     {
-        if config.store.backend == flywheel_store::Backend::ClickHouse {
-            // The tables must be there (a DuckDB file is migrated when opened).
+        if config.store.backend == flywheel_store::Backend::ClickHouse
+            && services
+                .iter()
+                .any(|s| matches!(s, Service::Ingester | Service::Detector))
+        {
+            // The writers need the tables (a DuckDB file is migrated when opened); the api
+            // starts without ClickHouse and answers 503 until it is back.
             flywheel_schema::migrate::check(&config.clickhouse)
                 .await
                 .context("the ClickHouse schema")?;
