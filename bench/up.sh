@@ -4,7 +4,8 @@
 #  2. OTLP/HTTP ingest: wrk posting the 512-span GenAI payload (bench/otlp method) for SECONDS
 #     with CONNECTIONS; spans/s acknowledged, and the spans found in the WAL afterwards (what
 #     was made durable, not what got a 200), process CPU and peak RSS;
-#  3. event-to-queryable: bench/e2e_latency.py through the status API (DuckDB) at low load.
+#  3. event-to-queryable: bench/e2e_latency.py through the status API (DuckDB) at low load
+#     (run first, on the fresh instance: after the ingest run DuckDB is minutes behind).
 # usage: bench/up.sh [SECONDS=15] [CONNECTIONS=8]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,33 +20,32 @@ py=${FLYWHEEL_VENV:+$FLYWHEEL_VENV/bin/}python3
 [ -f "$out/genai.pb" ] || $py bench/otlp/make_payloads.py "$out" >/dev/null
 admin=127.0.0.1:18888
 ports="FLYWHEEL_ADMIN__LISTEN=$admin FLYWHEEL_COLLECTOR__HTTP_LISTEN=127.0.0.1:14318 FLYWHEEL_COLLECTOR__GRPC_LISTEN=127.0.0.1:14317 FLYWHEEL_API__LISTEN=127.0.0.1:18080 FLYWHEEL_DETECTOR__LISTEN=127.0.0.1:18081"
-pid=
-start() { # start DIR -> pid; prints ms to ready
+pid= ready_ms=
+start() { # start DIR -> sets pid and ready_ms (spawn -> /readyz 200)
   local t0; t0=$(date +%s%N)
   env $ports RUST_LOG=warn "$bin" up --data-dir "$1" >"$out/up.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 600); do
-    curl -fsS "http://$admin/readyz" >/dev/null 2>&1 && { echo $(( ($(date +%s%N) - t0) / 1000000 )); return; }
+    curl -fsS "http://$admin/readyz" >/dev/null 2>&1 && { ready_ms=$(( ($(date +%s%N) - t0) / 1000000 )); return; }
     sleep 0.01
   done
   echo "flywheel up not ready" >&2; exit 1
 }
 stop() { kill -TERM "$pid"; wait "$pid" || true; }
-trap 'kill $pid 2>/dev/null || true' EXIT
+trap '[ -z "$pid" ] || kill $pid 2>/dev/null || true' EXIT
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u '+%F %T') UTC; commit $(git rev-parse --short HEAD)"
 
 for run in 1 2 3; do
-  dir=$(mktemp -d); ms=$(start "$dir"); stop; rm -rf "$dir"
-  echo "start-up run=$run ready_ms=$ms (empty data directory)"
+  dir=$(mktemp -d); start "$dir"; stop; rm -rf "$dir"
+  echo "start-up run=$run ready_ms=$ready_ms (empty data directory)"
 done
 
 dir=$(mktemp -d)
-start "$dir" >/dev/null
+start "$dir"
+# Event-to-queryable at low load first, then the ingest run.
+$py bench/e2e_latency.py --collector http://127.0.0.1:14318 --api http://127.0.0.1:18080 --probes 50 --interval 0.1
 line=$(bash bench/otlp/otlp_bench.sh "$pid" "http://127.0.0.1:14318/v1/traces" "$out/genai.pb" "$secs" "$conns" | tail -1)
 echo "ingest $line"
-# Let the ingester catch up, then event-to-queryable at low load.
-sleep 20
-$py bench/e2e_latency.py --collector http://127.0.0.1:14318 --api http://127.0.0.1:18080 --probes 50 --interval 0.1
 rss=$(awk '/VmHWM/{print $2}' /proc/"$pid"/status)
 stop
 echo "peak_rss_kib=$rss"

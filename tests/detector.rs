@@ -512,6 +512,25 @@ fn per_instance(ds: &[&Detector], series: &str) -> Vec<f64> {
     ds.iter().map(|d| d.metric(series)).collect()
 }
 
+/// Waits until the group is stable and one instance owns the key (only its API shows it, with
+/// at least 30 events); whether that is `a`.
+async fn owner_is_first(a: &Detector, b: &Detector) -> bool {
+    let deadline = std::time::Instant::now() + PROGRESS;
+    loop {
+        let (va, vb) = (views(a).await, views(b).await);
+        let owns =
+            |v: &[serde_json::Value]| v.len() == 1 && v[0]["events"].as_u64().unwrap_or(0) >= 30;
+        if owns(&va) && vb.is_empty() {
+            return true;
+        }
+        if owns(&vb) && va.is_empty() {
+            return false;
+        }
+        assert!(std::time::Instant::now() < deadline, "{va:?} {vb:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Two instances in one group with the keyed topic (adr/0008): both read part of the spans,
 /// one owns the key and counts everything both forwarded, and the incident pages once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -546,20 +565,7 @@ async fn two_instances_in_one_group_compute_one_global_sli() {
         per_instance(&both, FORWARDED).iter().all(|n| *n >= 10.0)
     });
     // Once the group is stable, one instance owns the key: only its API shows it.
-    let deadline = std::time::Instant::now() + PROGRESS;
-    let owner_is_a = loop {
-        let (va, vb) = (views(&a).await, views(&b).await);
-        let owns =
-            |v: &[serde_json::Value]| v.len() == 1 && v[0]["events"].as_u64().unwrap_or(0) >= 30;
-        if owns(&va) && vb.is_empty() {
-            break true;
-        }
-        if owns(&vb) && va.is_empty() {
-            break false;
-        }
-        assert!(std::time::Instant::now() < deadline, "{va:?} {vb:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let owner_is_a = owner_is_first(&a, &b).await;
     eprintln!(
         "key owned by instance {}",
         if owner_is_a { "a" } else { "b" }
@@ -633,20 +639,7 @@ async fn the_owner_dying_during_an_incident_does_not_page_again() {
     ];
     let a = Detector::start_with(&p, &config, &env);
     let b = Detector::start_with(&p, &config, &env);
-    let deadline = std::time::Instant::now() + PROGRESS;
-    let owner_is_a = loop {
-        let (va, vb) = (views(&a).await, views(&b).await);
-        let owns =
-            |v: &[serde_json::Value]| v.len() == 1 && v[0]["events"].as_u64().unwrap_or(0) >= 30;
-        if owns(&va) && vb.is_empty() {
-            break true;
-        }
-        if owns(&vb) && va.is_empty() {
-            break false;
-        }
-        assert!(std::time::Instant::now() < deadline, "{va:?} {vb:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let owner_is_a = owner_is_first(&a, &b).await;
     let (owner, survivor) = if owner_is_a { (a, b) } else { (b, a) };
 
     traffic.fail(true);

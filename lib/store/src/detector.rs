@@ -16,15 +16,13 @@ mod on_duckdb;
 pub mod sql;
 
 use std::cmp::Ordering;
-use std::sync::Arc;
 
 use clickhouse::Row;
 use flywheel_schema::rows::AlertRow;
-use flywheel_schema::ClickHouseConfig;
 use serde::Deserialize;
 
 use crate::model::Ids;
-use crate::{AccessMode, Backend, ClickHouseStore, DuckDbStore, Store, StoreConfig, StoreError};
+use crate::StoreError;
 
 /// The user series of a per-user spend policy past its `max_users` (the detector's label).
 pub const OTHER_USER: &str = "(other)";
@@ -195,31 +193,6 @@ pub trait DetectorStore: Send + Sync {
 }
 
 /// One store as both traits: the reads of the api and export, and the detector's.
-pub type SharedStore = (Arc<dyn Store>, Arc<dyn DetectorStore>);
-
-/// The store `config` selects, as both traits over one handle (a DuckDB file is opened once
-/// per process): what `flywheel api` and the detector share in one process.
-pub fn open_with_detector(
-    config: &StoreConfig,
-    clickhouse: &ClickHouseConfig,
-    mode: AccessMode,
-) -> Result<SharedStore, StoreError> {
-    Ok(match config.backend {
-        Backend::ClickHouse => {
-            let s = Arc::new(ClickHouseStore::new(clickhouse.client()));
-            (s.clone(), s)
-        }
-        Backend::DuckDb => {
-            let s = Arc::new(DuckDbStore::open_with(
-                &config.path,
-                mode,
-                &config.memory_limit,
-            )?);
-            (s.clone(), s)
-        }
-    })
-}
-
 /// Firing alerts by fingerprint (the SQL groups without an order).
 fn by_fingerprint(mut v: Vec<FiringAlert>) -> Vec<FiringAlert> {
     v.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));

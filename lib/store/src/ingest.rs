@@ -15,7 +15,7 @@ use flywheel_schema::ClickHouseConfig;
 
 use crate::derive::{Rule, Window};
 use crate::StoreError;
-use crate::{AccessMode, Backend, ClickHouseStore, DuckDbStore, RowBatch, Store, StoreConfig};
+use crate::{AccessMode, RowBatch, Store, StoreConfig};
 
 /// One table written by [`IngestStore::ingest`]: how many rows and how long it took.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,12 +64,5 @@ pub fn open_ingest(
     clickhouse: &ClickHouseConfig,
     mode: AccessMode,
 ) -> Result<Arc<dyn IngestStore>, StoreError> {
-    Ok(match config.backend {
-        Backend::ClickHouse => Arc::new(ClickHouseStore::new(clickhouse.client())),
-        Backend::DuckDb => Arc::new(DuckDbStore::open_with(
-            &config.path,
-            mode,
-            &config.memory_limit,
-        )?),
-    })
+    Ok(crate::open_all(config, clickhouse, mode)?.ingest)
 }

@@ -30,7 +30,7 @@ use flywheel_schema::ClickHouseConfig;
 
 pub use crate::clickhouse::ClickHouseStore;
 pub use crate::config::{Backend, StoreConfig};
-pub use crate::detector::{open_with_detector, DetectorStore};
+pub use crate::detector::DetectorStore;
 pub use crate::duckdb::{required_version as duckdb_required_version, AccessMode, DuckDbStore};
 pub use crate::ingest::{open_ingest, IngestStore, TableWrite};
 pub use crate::model::{
@@ -151,14 +151,7 @@ pub fn open(
     clickhouse: &ClickHouseConfig,
     mode: AccessMode,
 ) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(match config.backend {
-        Backend::ClickHouse => Arc::new(ClickHouseStore::new(clickhouse.client())),
-        Backend::DuckDb => Arc::new(DuckDbStore::open_with(
-            &config.path,
-            mode,
-            &config.memory_limit,
-        )?),
-    })
+    Ok(open_all(config, clickhouse, mode)?.store)
 }
 
 /// One store seen through each service's trait: `flywheel all` / `up` open it once, since a
