@@ -284,12 +284,6 @@ impl Detector {
     pub fn terminate(mut self) -> std::process::ExitStatus {
         super::terminate(&mut self.child, "detector", Duration::from_secs(60))
     }
-
-    /// SIGKILL: no goodbye to the consumer group, no final commit.
-    pub fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Drop for Detector {
