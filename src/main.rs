@@ -56,7 +56,7 @@ enum Command {
     /// `flywheel up` on a fresh data directory plus the traffic simulator with four scheduled
     /// incidents: alerts as they fire and resolve, then detection times beside their minimum.
     Demo(up::UpArgs),
-    /// Create or upgrade the ClickHouse schema (idempotent).
+    /// Create or upgrade the schema of the configured store (idempotent).
     Migrate,
     /// Recompute llm_calls.cost_usd from the current price table (built-in plus
     /// ingester.prices_file) for calls since a time.
@@ -226,6 +226,7 @@ async fn migrate(config: &config::FlywheelConfig) -> anyhow::Result<()> {
             path = %config.store.path.display(),
             "duckdb schema up to date"
         );
+        return Ok(());
     }
     let applied = flywheel_schema::migrate::migrate(&config.clickhouse)
         .await

@@ -1,11 +1,13 @@
-//! End to end: the api's status page (`GET /`) in headless Chromium, on real data. `flywheel
-//! all` (collector, ingester, api, detector with an SLO file) runs against the real broker and
-//! ClickHouse engine; `flywheel loadgen` sends a minute of simulated traffic in real time with
+//! End to end: the api's status page (`GET /`) in headless Chromium, on real data, on both
+//! stacks: `flywheel all` (collector, ingester, api, detector with an SLO file) against the real
+//! broker and ClickHouse engine, and `flywheel up` on its write-ahead log and DuckDB file (the
+//! same configuration file, no server). In each, `flywheel loadgen` sends a minute of simulated traffic in real time with
 //! an error burst on one provider, so an availability SLO pages; then
 //! `tests/browser/status_page.mjs` (playwright-core driving Debian's `chromium`, both installed
 //! by `deploy/local/browser.sh`) opens the page, gives it the project's key, waits for the SLO
 //! table, the models table and the charts to show the data, checks them against what was
-//! sent, and keeps screenshots in `target/test-artifacts/`. Last, an api alone with no detector
+//! sent, and keeps screenshots in `target/test-artifacts/` (`status-page*.png` for servers,
+//! `status-page-embedded*.png` for `up`). Last, on servers, an api alone with no detector
 //! behind it: the page shows the data and says "detector not running".
 //!
 //! Timeouts are upper bounds for progress, never the asserted quantity.
@@ -86,7 +88,8 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `flywheel all --config <file>`; killed on drop.
+/// `flywheel all` (Kafka + ClickHouse of `p`) or `flywheel up --data-dir` (embedded) with
+/// `--config <file>`; killed on drop.
 struct All {
     child: Child,
     collector: String,
@@ -95,13 +98,16 @@ struct All {
 }
 
 impl All {
-    fn start(p: &Pipeline, config: &Path) -> Self {
+    fn start(stack: &Stack, config: &Path) -> Self {
         let (http, grpc, admin, api) = (free_port(), free_port(), free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_flywheel"))
-            .arg("all")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flywheel"));
+        match stack {
+            Stack::Servers(p) => cmd.arg("all").envs(p.env()),
+            Stack::Embedded(dir) => cmd.arg("up").arg("--data-dir").arg(dir.path()),
+        };
+        let child = cmd
             .arg("--config")
             .arg(config)
-            .envs(p.env())
             .env(
                 "FLYWHEEL_COLLECTOR__HTTP_LISTEN",
                 format!("127.0.0.1:{http}"),
@@ -115,14 +121,14 @@ impl All {
             .env("RUST_LOG", "warn,flywheel=info")
             .stdin(Stdio::null())
             .spawn()
-            .expect("cannot start flywheel all");
+            .expect("cannot start flywheel");
         let me = Self {
             child,
             collector: format!("http://127.0.0.1:{http}"),
             api: format!("http://127.0.0.1:{api}"),
             admin: format!("http://127.0.0.1:{admin}"),
         };
-        wait_until(Duration::from_secs(90), "flywheel all ready", || {
+        wait_until(Duration::from_secs(90), "flywheel ready", || {
             http_get_status(&format!("{}/readyz", me.admin)) == Some(200)
         });
         me
@@ -136,7 +142,17 @@ impl Drop for All {
     }
 }
 
-fn config(dir: &Path, p: &Pipeline, detector_port: u16, webhook: &str) -> PathBuf {
+/// Where the system under test keeps its data.
+enum Stack {
+    /// The real broker and ClickHouse engine (this test's topics and database).
+    Servers(Pipeline),
+    /// `flywheel up`'s data directory: write-ahead log and DuckDB file.
+    Embedded(tempfile::TempDir),
+}
+
+/// The configuration file: auth, the SLO file, a fast detector; on servers, this test's
+/// topics and consumer group (the embedded stack keeps the default topic names).
+fn config(dir: &Path, stack: &Stack, detector_port: u16, webhook: &str) -> PathBuf {
     let slo_file = dir.join("slos.yaml");
     std::fs::write(&slo_file, SLOS).unwrap();
     let path = dir.join("flywheel.toml");
@@ -150,10 +166,7 @@ required = true
 "{KEY}" = "{PROJECT}"
 
 [detector]
-group_id = "test-status-{group}"
-spans_topic = "{spans}"
-feedback_topic = "{feedback}"
-signals_topic = "{signals}"
+{topics}
 slo_file = "{slo_file}"
 listen = "127.0.0.1:{detector_port}"
 evaluation_interval_ms = 250
@@ -164,10 +177,14 @@ idle_advance_ms = 30000
 resend_interval_ms = 5000
 webhook_urls = ["{webhook}"]
 "#,
-            group = p.group,
-            spans = p.topic,
-            feedback = p.feedback_topic,
-            signals = p.signals_topic,
+            topics = match stack {
+                Stack::Servers(p) => format!(
+                    "group_id = \"test-status-{}\"\nspans_topic = \"{}\"\n\
+                     feedback_topic = \"{}\"\nsignals_topic = \"{}\"",
+                    p.group, p.topic, p.feedback_topic, p.signals_topic
+                ),
+                Stack::Embedded(_) => String::new(),
+            },
             slo_file = slo_file.display(),
         ),
     )
@@ -190,18 +207,37 @@ fn chromium() -> String {
     std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into())
 }
 
+/// Each browser run takes Chromium alone (two at once on 2 cores only slow each other).
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_page_shows_simulated_traffic_slos_and_the_alert() {
+async fn status_page_on_kafka_and_clickhouse() {
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    let stack = Stack::Servers(p);
+    status_page_shows_simulated_traffic_slos_and_the_alert(&stack, "status-page").await;
+    if let Stack::Servers(p) = stack {
+        p.drop_database().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_on_flywheel_up() {
+    let stack = Stack::Embedded(tempfile::tempdir().unwrap());
+    status_page_shows_simulated_traffic_slos_and_the_alert(&stack, "status-page-embedded").await;
+}
+
+/// The page on `stack`: traffic with an incident, the JSON checked against the ground truth,
+/// then the browser; screenshots named `shots`.
+async fn status_page_shows_simulated_traffic_slos_and_the_alert(stack: &Stack, shots: &str) {
     let browser_dir = repo().join("tests/browser");
     assert!(
         browser_dir.join("node_modules/playwright-core").is_dir() && Path::new(&chromium()).exists(),
         "playwright-core or chromium missing: run deploy/local/browser.sh (deploy/local/test.sh does)"
     );
     let dir = tempfile::tempdir().unwrap();
-    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
     let hook = WebhookReceiver::start();
-    let config = config(dir.path(), &p, free_port(), &hook.url);
-    let all = All::start(&p, &config);
+    let config = config(dir.path(), stack, free_port(), &hook.url);
+    let all = All::start(stack, &config);
 
     // Before any traffic the page's JSON answers, empty, and refuses a request without a key.
     let status = reqwest::get(format!("{}/v1/status/models", all.api))
@@ -249,18 +285,31 @@ async fn status_page_shows_simulated_traffic_slos_and_the_alert() {
     let calls = summary["calls"].as_u64().unwrap();
     assert!(calls > 100, "{summary}");
 
-    // Everything stored, and the page's JSON agrees with ClickHouse.
-    p.wait_count("SELECT count() FROM llm_calls FINAL", calls, PROGRESS)
-        .await;
-    let models = get_json(&format!("{}/v1/status/models?minutes=15", all.api)).await;
+    // Everything stored (on servers: ClickHouse counts them), and the page's JSON lists every
+    // call the simulator sent, no more.
+    if let Stack::Servers(p) = stack {
+        p.wait_count("SELECT count() FROM llm_calls FINAL", calls, PROGRESS)
+            .await;
+    }
+    let models_url = format!("{}/v1/status/models?minutes=15", all.api);
+    let listed = |models: &serde_json::Value| -> u64 {
+        models["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["calls"].as_u64().unwrap())
+            .sum()
+    };
+    let mut models = get_json(&models_url).await;
+    for _ in 0..PROGRESS.as_secs() {
+        if listed(&models) >= calls {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        models = get_json(&models_url).await;
+    }
     assert_eq!(models["project"], PROJECT);
-    let listed: u64 = models["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["calls"].as_u64().unwrap())
-        .sum();
-    assert_eq!(listed, calls, "{models}");
+    assert_eq!(listed(&models), calls, "{models}");
     let names: Vec<String> = models["models"]
         .as_array()
         .unwrap()
@@ -305,11 +354,13 @@ async fn status_page_shows_simulated_traffic_slos_and_the_alert() {
     assert_eq!(slos["detector"]["status"], "ok", "{slos}");
 
     // The page, in the browser.
+    let browser = BROWSER.lock().await;
     let artifacts = repo().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let out = tokio::task::spawn_blocking({
         let (api, artifacts) = (all.api.clone(), artifacts.clone());
         let names = serde_json::to_string(&names).unwrap();
+        let shots = shots.to_string();
         move || {
             Command::new("node")
                 .arg("status_page.mjs")
@@ -318,6 +369,7 @@ async fn status_page_shows_simulated_traffic_slos_and_the_alert() {
                 .env("STATUS_KEY", KEY)
                 .env("STATUS_PROJECT", PROJECT)
                 .env("EXPECT_MODELS", names)
+                .env("SHOTS", shots)
                 .env("EXPECT_SLOS", serde_json::to_string(&SLO_NAMES).unwrap())
                 .env("EXPECT_ALERT", "availability")
                 .env("CHROMIUM_BIN", chromium())
@@ -335,13 +387,17 @@ async fn status_page_shows_simulated_traffic_slos_and_the_alert() {
         "browser test failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("status page ok"), "{stdout}\n{stderr}");
-    for shot in ["status-page.png", "status-page-dark.png"] {
-        let len = std::fs::metadata(artifacts.join(shot)).map_or(0, |m| m.len());
+    for shot in [format!("{shots}.png"), format!("{shots}-dark.png")] {
+        let len = std::fs::metadata(artifacts.join(&shot)).map_or(0, |m| m.len());
         assert!(len > 10_000, "{shot}: {len} bytes");
     }
 
     // Without a detector (an api alone, pointed at a port nothing listens on) the page still
-    // shows the stored data and says the detector is not running.
+    // shows the stored data and says the detector is not running. On servers only: a second
+    // process cannot open the DuckDB file `up` holds.
+    let Stack::Servers(p) = stack else {
+        return;
+    };
     let api_port = free_port();
     let mut api_only = Command::new(env!("CARGO_BIN_EXE_flywheel"))
         .arg("api")
@@ -396,6 +452,6 @@ async fn status_page_shows_simulated_traffic_slos_and_the_alert() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    drop(browser);
     drop(all);
-    p.drop_database().await;
 }

@@ -8,10 +8,11 @@ mod common;
 use std::sync::Arc;
 
 use common::ingest::clickhouse_url;
+use flywheel_pricing::{Price, Usage};
 use flywheel_schema::rows::{IngestBatchRow, LlmCallRow, OtelTraceRow, SignalRow};
 use flywheel_schema::ClickHouseConfig;
 use flywheel_store::derive::{Rule, Window};
-use flywheel_store::{ClickHouseStore, DuckDbStore, IngestStore, RowBatch};
+use flywheel_store::{AccessMode, ClickHouseStore, DuckDbStore, IngestStore, RowBatch};
 
 const SEC: i64 = 1_000_000_000;
 
@@ -310,4 +311,209 @@ async fn derived_signals_are_the_same_on_both_backends() {
             ("seconds_between".to_string(), "10".to_string()),
         ]
     );
+}
+
+/// One call of the reprice test: span byte, model, timestamp, (input, output, cache read,
+/// cache creation, reasoning) tokens.
+type Priced = (
+    u8,
+    &'static str,
+    i64,
+    Option<u64>,
+    Option<u64>,
+    u64,
+    u64,
+    u64,
+);
+
+const SINCE: i64 = 2_000 * SEC;
+const REPRICE_CALLS: [Priced; 6] = [
+    (1, "gpt-4o-mini", SINCE, Some(1000), Some(200), 300, 0, 0),
+    // Cache and reasoning counts above their totals are clamped, as at ingest.
+    (
+        2,
+        "gpt-4o-mini",
+        SINCE + SEC,
+        Some(100),
+        Some(10),
+        5000,
+        50,
+        20,
+    ),
+    (3, "gpt-4o-mini", SINCE + 2 * SEC, None, Some(50), 0, 0, 7),
+    // Not repriced: before `since`, a model without a price, no token counts at all.
+    (
+        4,
+        "gpt-4o-mini",
+        SINCE - SEC,
+        Some(1000),
+        Some(200),
+        0,
+        0,
+        0,
+    ),
+    (5, "my-finetune", SINCE, Some(1000), Some(200), 0, 0, 0),
+    (6, "gpt-4o-mini", SINCE, None, None, 0, 0, 0),
+];
+
+fn fixed_price() -> Price {
+    Price {
+        input: 1.0,
+        cached_input: 0.5,
+        cache_write: 1.25,
+        output: 2.0,
+        reasoning: 3.0,
+        version: "fix-1".into(),
+    }
+}
+
+/// Stores [`REPRICE_CALLS`], each at cost 9.99, version `old`.
+async fn store_calls(store: &dyn IngestStore) {
+    let mut batch = RowBatch::new("spans:0:0-5");
+    batch.llm_calls = REPRICE_CALLS
+        .iter()
+        .map(
+            |&(span, model, ts, input, output, read, creation, reasoning)| {
+                let mut c = call(1, span, "c", "in", ts, false, Some("stop"), false);
+                c.model = model.into();
+                (c.input_tokens, c.output_tokens) = (input, output);
+                c.cache_read_tokens = read;
+                c.cache_creation_tokens = creation;
+                c.reasoning_tokens = reasoning;
+                c.cost_usd = Some(9.99);
+                c.price_version = "old".into();
+                c
+            },
+        )
+        .collect();
+    store.ingest(&marker(0, 5), &batch).await.unwrap();
+}
+
+/// [`store_calls`], then reprices gpt-4o-mini since [`SINCE`] at [`fixed_price`].
+async fn store_and_reprice(store: &dyn IngestStore) {
+    store_calls(store).await;
+    let prices = vec![("gpt-4o-mini".to_string(), fixed_price())];
+    store.reprice(&prices, SINCE).await.unwrap();
+    // Again: idempotent.
+    store.reprice(&prices, SINCE).await.unwrap();
+}
+
+/// What the store must hold after [`store_and_reprice`], computed by `Price::cost` (the
+/// formula the ingester prices with), in span order.
+fn expected_costs() -> Vec<(u8, Option<f64>, String)> {
+    REPRICE_CALLS
+        .iter()
+        .map(|&(span, _, _, input, output, read, creation, reasoning)| {
+            if span >= 4 {
+                return (span, Some(9.99), "old".to_string());
+            }
+            let usage = Usage {
+                input: input.unwrap_or(0),
+                output: output.unwrap_or(0),
+                cache_read: read,
+                cache_creation: creation,
+                reasoning,
+            };
+            (span, Some(fixed_price().cost(&usage)), "fix-1".to_string())
+        })
+        .collect()
+}
+
+fn assert_costs(stored: Vec<(String, Option<f64>, String)>) {
+    let stored: Vec<(u8, Option<f64>, String)> = stored
+        .into_iter()
+        .map(|(span, cost, version)| (hex::decode(span).unwrap()[0], cost, version))
+        .collect();
+    let expected = expected_costs();
+    assert_eq!(stored.len(), expected.len(), "{stored:?}");
+    for (s, e) in stored.iter().zip(&expected) {
+        assert_eq!((s.0, &s.2), (e.0, &e.2), "{stored:?}");
+        let (s_cost, e_cost) = (s.1.unwrap(), e.1.unwrap());
+        assert!(
+            (s_cost - e_cost).abs() <= 1e-12 * e_cost,
+            "{stored:?} vs {expected:?}"
+        );
+    }
+    // The clamped case is priced as the ingester prices it: 100 cached input, no plain input.
+    assert!((expected[1].1.unwrap() - (100.0 * 0.5 + 10.0 * 3.0) / 1e6).abs() < 1e-15);
+}
+
+const COSTS: &str = "SELECT span_id, cost_usd, price_version FROM llm_calls ORDER BY span_id";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_reprice_rewrites_costs_since_a_time() {
+    let (store, config) = clickhouse().await;
+    store_and_reprice(store.as_ref()).await;
+    let stored = config
+        .client()
+        .query(COSTS)
+        .fetch_all::<(String, Option<f64>, String)>()
+        .await
+        .unwrap();
+    drop_database(&config).await;
+    assert_costs(stored);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duckdb_reprice_rewrites_costs_since_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flywheel.duckdb");
+    let store = DuckDbStore::open(&path, AccessMode::ReadWrite).unwrap();
+    store_and_reprice(&store).await;
+    drop(store);
+    assert_costs(duckdb_costs(&path));
+}
+
+fn duckdb_costs(path: &std::path::Path) -> Vec<(String, Option<f64>, String)> {
+    let conn = duckdb::Connection::open(path).unwrap();
+    let mut stmt = conn.prepare(COSTS).unwrap();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    rows
+}
+
+/// `flywheel reprice` on an embedded data directory, with a price file: while another process
+/// holds the DuckDB file (a running `flywheel up`) it fails saying so and changes nothing;
+/// once that process is gone it reprices.
+#[tokio::test(flavor = "multi_thread")]
+async fn flywheel_reprice_runs_on_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flywheel.duckdb");
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(
+        &prices,
+        "version = \"fix-1\"\n[[model]]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\n\
+         input = 1.0\ncached_input = 0.5\ncache_write = 1.25\noutput = 2.0\nreasoning = 3.0\n",
+    )
+    .unwrap();
+    let reprice = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_flywheel"))
+            .args(["reprice", "--since", "1970-01-01T00:33:20Z"])
+            .env("FLYWHEEL_STORE__BACKEND", "duckdb")
+            .env("FLYWHEEL_STORE__PATH", &path)
+            .env("FLYWHEEL_INGESTER__PRICES_FILE", &prices)
+            .output()
+            .unwrap()
+    };
+    let store = DuckDbStore::open(&path, AccessMode::ReadWrite).unwrap();
+    store_calls(&store).await;
+    let held = reprice();
+    let stderr = String::from_utf8_lossy(&held.stderr);
+    assert!(!held.status.success(), "{stderr}");
+    assert!(stderr.contains("in use by another process"), "{stderr}");
+    drop(store);
+    assert!(duckdb_costs(&path)
+        .iter()
+        .all(|(_, c, v)| *c == Some(9.99) && v == "old"));
+
+    let done = reprice();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_costs(duckdb_costs(&path));
 }

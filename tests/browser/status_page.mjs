@@ -1,7 +1,7 @@
 // The status page in headless Chromium (run by tests/status_page.rs, which starts flywheel and
 // sends simulated traffic first). Opens STATUS_URL, enters STATUS_KEY in the key dialog, waits
 // for the SLO table, the models table and the charts to show real values, checks them against
-// EXPECT_SLOS / EXPECT_MODELS / EXPECT_ALERT, and saves light and dark screenshots in ARTIFACTS.
+// EXPECT_SLOS / EXPECT_MODELS / EXPECT_ALERT, and saves light and dark screenshots in ARTIFACTS (named by SHOTS).
 // Every wait is for a condition, with a generous timeout; exits non-zero on the first failure.
 import { chromium } from "playwright-core";
 import path from "node:path";
@@ -23,6 +23,8 @@ const detectorDown = process.env.EXPECT_DETECTOR_DOWN === "1";
 const slos = detectorDown ? [] : JSON.parse(env("EXPECT_SLOS"));
 const alertSlo = detectorDown ? "" : env("EXPECT_ALERT");
 const artifacts = env("ARTIFACTS");
+// Screenshot names: `${shots}.png` and `${shots}-dark.png` (one pair per stack tested).
+const shots = process.env.SHOTS || "status-page";
 const WAIT = 120_000;
 
 function check(cond, what) {
@@ -152,7 +154,7 @@ try {
 
     // Let the charts settle at their final width, then keep the picture.
     await page.waitForTimeout(300);
-    const shot = path.join(artifacts, scheme === "light" ? "status-page.png" : "status-page-dark.png");
+    const shot = path.join(artifacts, scheme === "light" ? `${shots}.png` : `${shots}-dark.png`);
     await page.screenshot({ path: shot, fullPage: true });
     console.log(`${scheme}: ${sloRows.length} SLO rows, ${modelRows.length} models, KPIs ${JSON.stringify(kpis)} -> ${shot}`);
     await page.close();

@@ -2,10 +2,12 @@
 
 use std::time::Instant;
 
+use flywheel_pricing::Price;
 use flywheel_schema::rows::{IngestBatchRow, SignalRow};
 
 use crate::derive::{Rule, Window};
 use crate::ingest::{IngestStore, TableWrite};
+use crate::reprice;
 use crate::sql::Dialect;
 use crate::{ClickHouseStore, RowBatch, StoreError};
 
@@ -75,7 +77,10 @@ impl IngestStore for ClickHouseStore {
             .await?)
     }
 
-    fn clickhouse(&self) -> Option<&clickhouse::Client> {
-        Some(self.client())
+    async fn reprice(&self, prices: &[(String, Price)], since_ns: i64) -> Result<(), StoreError> {
+        match reprice::statement(Dialect::ClickHouse, prices, since_ns) {
+            Some(sql) => Ok(self.query(&sql).execute().await?),
+            None => Ok(()),
+        }
     }
 }

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use flywheel_pricing::Price;
 use flywheel_schema::rows::{IngestBatchRow, SignalRow};
 use flywheel_schema::ClickHouseConfig;
 
@@ -51,11 +52,10 @@ pub trait IngestStore: Store {
     /// time and turn count), in `(project, id)` order.
     async fn derive(&self, rule: Rule, window: &Window) -> Result<Vec<SignalRow>, StoreError>;
 
-    /// The ClickHouse client, for the operations that exist on ClickHouse only
-    /// (`flywheel reprice`, adr/0009); `None` on other backends.
-    fn clickhouse(&self) -> Option<&clickhouse::Client> {
-        None
-    }
+    /// Rewrites `cost_usd` and `price_version` of the calls since `since_ns` (Unix ns) of every
+    /// model of `prices` from its price (`flywheel reprice`, [`crate::reprice`]); done when it
+    /// returns (ClickHouse: a synchronous mutation; DuckDB: one transaction).
+    async fn reprice(&self, prices: &[(String, Price)], since_ns: i64) -> Result<(), StoreError>;
 }
 
 /// [`crate::open`], as the ingester's store (which is also the read path's).

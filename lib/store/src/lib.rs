@@ -21,6 +21,7 @@ pub mod detector;
 mod duckdb;
 pub mod ingest;
 pub mod model;
+pub mod reprice;
 pub mod sql;
 pub mod status;
 
@@ -48,6 +49,15 @@ pub enum StoreError {
     DuckDb(#[from] ::duckdb::Error),
     #[error("duckdb {path}: {source}")]
     Open {
+        path: String,
+        source: ::duckdb::Error,
+    },
+    /// Another process holds the DuckDB file (one writer process per file).
+    #[error(
+        "duckdb {path} is in use by another process (a running `flywheel up` or `all`?): \
+         a DuckDB file has one writer process, stop that one first ({source})"
+    )]
+    InUse {
         path: String,
         source: ::duckdb::Error,
     },

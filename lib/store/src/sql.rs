@@ -33,7 +33,7 @@ impl Dialect {
     }
 
     /// A timestamp from bound Unix nanoseconds.
-    fn ts_of_ns(self) -> &'static str {
+    pub(crate) fn ts_of_ns(self) -> &'static str {
         match self {
             Self::ClickHouse => "fromUnixTimestamp64Nano(?)",
             Self::DuckDb => "make_timestamp_ns(?)",

@@ -24,7 +24,6 @@ pub mod map;
 pub mod message;
 pub mod metrics;
 pub mod pricing;
-pub mod reprice;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -161,28 +160,16 @@ pub async fn derive_signals(
 }
 
 /// Rewrites the cost of `llm_calls` since `since_ns` (Unix ns) from the current price table
-/// (built-in plus `ingester.prices_file`) and waits for the mutation to finish. ClickHouse
-/// only for now (adr/0009): fails on another backend.
+/// (built-in plus `ingester.prices_file`), on either backend, and waits until it is done.
 pub async fn reprice(
     config: &IngesterConfig,
     store: &dyn IngestStore,
     since_ns: i64,
 ) -> Result<(), IngesterError> {
-    let Some(client) = store.clickhouse() else {
-        return Err(IngesterError::Reprice(format!(
-            "flywheel reprice runs on ClickHouse only for now (adr/0009); \
-             the store is {} ([store] backend)",
-            store.backend()
-        )));
-    };
     let prices =
         pricing::PriceTable::load(config.prices_file.as_deref()).map_err(IngesterError::Prices)?;
-    let Some(sql) = reprice::mutation(&prices, since_ns) else {
-        return Ok(());
-    };
-    client
-        .query(&sql)
-        .execute()
+    store
+        .reprice(&prices.by_model(), since_ns)
         .await
         .map_err(|e| IngesterError::Reprice(e.to_string()))
 }

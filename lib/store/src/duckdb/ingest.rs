@@ -2,11 +2,13 @@
 
 use std::time::Instant;
 
+use flywheel_pricing::Price;
 use flywheel_schema::rows::{IngestBatchRow, SignalRow};
 
 use super::{lock_poisoned, write, DuckDbStore};
 use crate::derive::{Rule, Window};
 use crate::ingest::{IngestStore, TableWrite};
+use crate::reprice;
 use crate::sql::Dialect;
 use crate::{RowBatch, StoreError};
 
@@ -116,6 +118,21 @@ impl IngestStore for DuckDbStore {
                 out.push(signal_row(r)?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn reprice(&self, prices: &[(String, Price)], since_ns: i64) -> Result<(), StoreError> {
+        let Some(sql) = reprice::statement(Dialect::DuckDb, prices, since_ns) else {
+            return Ok(());
+        };
+        let writes = self.writes.clone();
+        self.run(move |c| {
+            let _one_writer = writes.lock().map_err(lock_poisoned)?;
+            let (text, params) = super::expand(&sql);
+            let rows = c.execute(&text, duckdb::params_from_iter(params))?;
+            tracing::info!(rows, "repriced llm_calls");
+            Ok(())
         })
         .await
     }

@@ -92,7 +92,16 @@ impl DuckDbStore {
             .access_mode(access)
             .and_then(|c| c.max_memory(memory_limit))
             .map_err(open_err)?;
-        let conn = Connection::open_with_flags(path, config).map_err(open_err)?;
+        let conn = Connection::open_with_flags(path, config).map_err(|source| {
+            if source.to_string().contains("Could not set lock on file") {
+                StoreError::InUse {
+                    path: path.display().to_string(),
+                    source,
+                }
+            } else {
+                open_err(source)
+            }
+        })?;
         Self::init(conn, mode)
     }
 
