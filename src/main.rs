@@ -335,6 +335,8 @@ where
 {
     let bus = Arc::new(bus);
     let registry = prometheus::Registry::new();
+    bus.register_metrics(&registry)
+        .context("cannot register the bus metrics")?;
     let readiness = Readiness::new();
 
     let mut tasks = tokio::task::JoinSet::new();

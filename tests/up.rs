@@ -26,6 +26,11 @@ struct Up {
 
 impl Up {
     fn start(dir: &Path, log_name: &str) -> Self {
+        Self::start_with(dir, log_name, &[])
+    }
+
+    /// [`Up::start`] with more environment (configuration overrides).
+    fn start_with(dir: &Path, log_name: &str, env: &[(&str, &str)]) -> Self {
         let port = |_: &str| format!("127.0.0.1:{}", free_port());
         let (http, grpc, api, detector, admin) = (
             port("http"),
@@ -48,6 +53,7 @@ impl Up {
             .env("FLYWHEEL_INGESTER__BATCH_MAX_ROWS", "20")
             .env("FLYWHEEL_INGESTER__BATCH_MAX_AGE_MS", "200")
             .env("RUST_LOG", "warn,flywheel=info,flywheel_wal=info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::null())
@@ -289,4 +295,40 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     );
     // Every request once: nothing acknowledged lost, nothing duplicated.
     assert_eq!(stored, want);
+}
+
+/// A disk with less free space than `bus.wal.min_free_bytes` (here: the bound set above any
+/// disk): the collector answers 503 with Retry-After naming the cause, counts the refusal, and
+/// keeps serving; nothing is acknowledged, nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nearly_full_disk_gets_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start_with(
+        dir.path(),
+        "up-disk.log",
+        &[("FLYWHEEL_BUS__WAL__MIN_FREE_BYTES", "4611686018427387904")],
+    );
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let r = client
+            .post(&up.traces)
+            .header("content-type", "application/x-protobuf")
+            .body(request(0))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 503);
+        assert!(r.headers().contains_key("retry-after"), "{:?}", r.headers());
+        let body = r.text().await.unwrap();
+        assert!(body.contains("min_free_bytes"), "{body}");
+    }
+    let metrics = common::http_get_body(&format!("{}/metrics", up.admin)).unwrap_or_default();
+    let refused: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("flywheel_wal_disk_full_refusals_total "))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    assert!(refused >= 2, "{metrics}");
+    assert_eq!(calls_shown(&client, &up.api).await, 0);
+    assert!(up.log().contains("wal appends refused"), "{}", up.log());
 }

@@ -161,4 +161,10 @@ pub trait Bus: Send + Sync {
     fn kafka(&self) -> Option<&KafkaConfig> {
         None
     }
+
+    /// Registers the bus's own metrics (an embedded log's appends, fsyncs, refusals) in the
+    /// process registry; a client of a remote broker has none.
+    fn register_metrics(&self, _registry: &prometheus::Registry) -> prometheus::Result<()> {
+        Ok(())
+    }
 }

@@ -34,6 +34,11 @@ pub struct WalConfig {
     pub retention_bytes: u64,
     /// How often the writer applies retention while running.
     pub retention_check_secs: u64,
+    /// Appends are refused (`Unavailable`: the collector answers 503 with Retry-After) while the
+    /// file system of `dir` has less free space than this, and accepted again once the
+    /// ingester has caught up and retention has freed segments; the log is never written to a
+    /// full disk (a failed write stops it until reopened). 0: no check.
+    pub min_free_bytes: u64,
 }
 
 impl Default for WalConfig {
@@ -50,6 +55,7 @@ impl Default for WalConfig {
             retention_secs: 7 * 24 * 3600,
             retention_bytes: 0,
             retention_check_secs: 60,
+            min_free_bytes: 1024 * 1024 * 1024,
         }
     }
 }

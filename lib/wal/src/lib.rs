@@ -129,6 +129,10 @@ pub(crate) struct Shared {
     pub queued_records: AtomicUsize,
     pub queued_bytes: AtomicUsize,
     pub retention_lock: Mutex<()>,
+    /// `config.min_free_bytes`, adjustable while running ([`Wal::set_min_free_bytes`]).
+    pub min_free_bytes: AtomicU64,
+    /// Whether the last group commit found the disk short (logs only the transitions).
+    pub disk_was_short: AtomicBool,
     pub metrics: Metrics,
     /// Held for the life of the wal: one process per directory.
     _lock: File,
@@ -208,6 +212,29 @@ impl Shared {
         *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
         self.failed.store(true, Ordering::SeqCst);
     }
+
+    /// Why an append must wait: the disk of the log has less free space than
+    /// `min_free_bytes` (`None`: enough, or no check, or the file system cannot say).
+    pub fn disk_short(&self) -> Option<String> {
+        let min = self.min_free_bytes.load(Ordering::Relaxed);
+        if min == 0 {
+            return None;
+        }
+        let free = free_bytes(&self.config.dir).ok()?;
+        (free < min).then(|| {
+            format!(
+                "the write-ahead log's disk ({}) has {free} bytes free, below wal.min_free_bytes \
+                 {min}: appends resume once the ingester catches up and retention frees segments",
+                self.config.dir.display()
+            )
+        })
+    }
+}
+
+/// Bytes available to this process on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let s = rustix::fs::statvfs(dir)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -334,6 +361,8 @@ impl Wal {
             queued_records: AtomicUsize::new(0),
             queued_bytes: AtomicUsize::new(0),
             retention_lock: Mutex::new(()),
+            min_free_bytes: AtomicU64::new(config.min_free_bytes),
+            disk_was_short: AtomicBool::new(false),
             metrics,
             config,
             _lock: lock,
@@ -448,6 +477,11 @@ impl Wal {
     /// A group's committed offset for a partition.
     pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<i64> {
         self.shared.groups().committed(group, topic, partition)
+    }
+
+    /// Changes `min_free_bytes` while running (an operator making room, tests).
+    pub fn set_min_free_bytes(&self, bytes: u64) {
+        self.shared.min_free_bytes.store(bytes, Ordering::Relaxed);
     }
 
     /// Applies retention now (the writer also does every `retention_check_secs`).

@@ -11,6 +11,7 @@ pub const QUEUE_FULL: &str = "flywheel_wal_queue_full_total";
 pub const QUEUE_DEPTH: &str = "flywheel_wal_queue_depth";
 pub const TRUNCATED_BYTES: &str = "flywheel_wal_recovery_truncated_bytes_total";
 pub const SEGMENTS_DELETED: &str = "flywheel_wal_segments_deleted_total";
+pub const DISK_FULL: &str = "flywheel_wal_disk_full_refusals_total";
 
 /// The wal's metric handles. Created unregistered by [`crate::Wal::open`]; register them with
 /// [`Metrics::register`].
@@ -34,6 +35,8 @@ pub struct Metrics {
     pub truncated_bytes: IntCounter,
     /// Segments deleted by retention.
     pub segments_deleted: IntCounter,
+    /// `publish` calls refused because the disk had less than `min_free_bytes` free.
+    pub disk_full: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -72,6 +75,10 @@ impl Metrics {
                 "Bytes removed from corrupt or torn segment tails on open.",
             ),
             segments_deleted: counter(SEGMENTS_DELETED, "Segments deleted by retention."),
+            disk_full: counter(
+                DISK_FULL,
+                "Publish calls refused because the disk had less than min_free_bytes free.",
+            ),
         }
     }
 
@@ -86,6 +93,7 @@ impl Metrics {
         registry.register(Box::new(self.queue_depth.clone()))?;
         registry.register(Box::new(self.truncated_bytes.clone()))?;
         registry.register(Box::new(self.segments_deleted.clone()))?;
+        registry.register(Box::new(self.disk_full.clone()))?;
         Ok(())
     }
 }

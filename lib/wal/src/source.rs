@@ -232,6 +232,10 @@ impl Bus for WalBus {
         Ok(WalSource::subscribe(&self.wal, spec)?)
     }
 
+    fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        self.wal.metrics().register(registry)
+    }
+
     /// Topics are created by their first record: nothing to do ahead.
     fn publisher(
         &self,

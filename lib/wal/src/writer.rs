@@ -140,6 +140,24 @@ fn group_commit(
         }
         return;
     }
+    let short = shared.disk_short();
+    if shared
+        .disk_was_short
+        .swap(short.is_some(), Ordering::Relaxed)
+        != short.is_some()
+    {
+        match &short {
+            Some(reason) => tracing::warn!(%reason, "wal appends refused"),
+            None => tracing::info!("wal disk has room again; appends resume"),
+        }
+    }
+    if let Some(reason) = short {
+        shared.metrics.disk_full.inc_by(batch.len() as u64);
+        for a in batch {
+            finish(shared, a, Err(PublishError::Unavailable(reason.clone())));
+        }
+        return;
+    }
     let timestamp_ms = now_ms();
     let mut touched: Vec<(String, usize)> = Vec::new();
     let mut outcome: Result<(), WalError> = Ok(());

@@ -379,6 +379,49 @@ async fn full_queue_fails_fast_and_every_ok_is_stored() {
     );
 }
 
+/// Below `min_free_bytes` of free disk (the real file system's figure, with the bound set
+/// above it) every publish is refused as `Unavailable`, counted, and nothing is written; once
+/// there is room (the bound lowered, as when retention frees segments) appends resume: the
+/// log was not stopped as after a failed write.
+#[tokio::test]
+async fn a_nearly_full_disk_refuses_appends_until_there_is_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(config(dir.path())).unwrap();
+    let publisher = wal.publisher();
+    publisher
+        .publish("t", &[], vec![record("k", "before")])
+        .await
+        .unwrap();
+    wal.set_min_free_bytes(u64::MAX);
+    for _ in 0..3 {
+        match publisher
+            .publish("t", &[], vec![record("k", "refused")])
+            .await
+        {
+            Err(PublishError::Unavailable(reason)) => {
+                assert!(reason.contains("below wal.min_free_bytes"), "{reason}")
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+    assert_eq!(wal.metrics().disk_full.get(), 3);
+    assert_eq!(wal.bounds("t", 0).unwrap(), (0, 1));
+
+    wal.set_min_free_bytes(1);
+    publisher
+        .publish("t", &[], vec![record("k", "after")])
+        .await
+        .unwrap();
+    let payloads: Vec<Vec<u8>> = wal
+        .read("t", 0, 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    assert_eq!(payloads, vec![b"before".to_vec(), b"after".to_vec()]);
+    assert_eq!(wal.metrics().disk_full.get(), 3);
+}
+
 #[tokio::test]
 async fn rejects_bad_topic_names_oversized_records_and_a_second_opener() {
     let dir = tempfile::tempdir().unwrap();
