@@ -1,17 +1,15 @@
-//! [`ClickHouseStore`]: the [`Store`] on a ClickHouse server with the schema of `lib/schema`.
+//! [`ClickHouseStore`]: the [`crate::Store`] on a ClickHouse server with the schema of `lib/schema`.
 //! Reads run the queries of [`crate::sql`] in the ClickHouse dialect (`FINAL`); writes insert
 //! each table with `insert_deduplication_token`, as the ingester does (adr/0004).
 
-mod status;
-
 use clickhouse::{Client, Row};
+use flywheel_schema::rows::AlertRow;
 use serde::Serialize;
 
-use crate::model::{CallFilter, CallRow, FeedbackItem, Ids, PageKey, RowBatch, SignalItem};
-use crate::sql::{self, Bind, Dialect, Sql};
-use crate::{Store, StoreError};
-
-const D: Dialect = Dialect::ClickHouse;
+use crate::engine::{Engine, Readable};
+use crate::model::RowBatch;
+use crate::sql::{Bind, Dialect, Sql};
+use crate::StoreError;
 
 /// The store on a ClickHouse server.
 #[derive(Clone)]
@@ -85,99 +83,27 @@ impl ClickHouseStore {
 }
 
 #[async_trait::async_trait]
-impl Store for ClickHouseStore {
-    fn backend(&self) -> &'static str {
-        "clickhouse"
-    }
+impl Engine for ClickHouseStore {
+    const DIALECT: Dialect = Dialect::ClickHouse;
+    const NAME: &'static str = "clickhouse";
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn probe(&self) -> Result<(), StoreError> {
         self.client.query("SELECT 1").fetch_one::<u8>().await?;
         Ok(())
     }
 
-    async fn calls_page(
-        &self,
-        filter: &CallFilter,
-        after: Option<&PageKey>,
-        limit: u64,
-    ) -> Result<Vec<CallRow>, StoreError> {
-        self.fetch(sql::calls_page(D, filter, after, limit)).await
+    async fn rows<T: Readable>(&self, sql: Sql) -> Result<Vec<T>, StoreError> {
+        self.fetch(sql).await
     }
 
-    async fn count_calls(&self, filter: &CallFilter) -> Result<u64, StoreError> {
-        Ok(self
-            .query(&sql::count_calls(D, filter))
-            .fetch_one::<u64>()
-            .await?)
-    }
-
-    async fn calls_of_traces(
-        &self,
-        filter: &CallFilter,
-        traces: &Ids,
-    ) -> Result<Vec<CallRow>, StoreError> {
-        self.fetch(sql::calls_of_traces(D, filter, traces)).await
-    }
-
-    async fn calls_of_conversations(
-        &self,
-        filter: &CallFilter,
-        conversations: &Ids,
-    ) -> Result<Vec<CallRow>, StoreError> {
-        self.fetch(sql::calls_of_conversations(D, filter, conversations))
-            .await
-    }
-
-    async fn feedback_for(
-        &self,
-        project: &str,
-        traces: &Ids,
-        conversations: &Ids,
-    ) -> Result<Vec<FeedbackItem>, StoreError> {
-        self.fetch(sql::feedback_for(D, project, traces, conversations))
-            .await
-    }
-
-    async fn signals_for(
-        &self,
-        project: &str,
-        traces: &Ids,
-        conversations: &Ids,
-    ) -> Result<Vec<SignalItem>, StoreError> {
-        self.fetch(sql::signals_for(D, project, traces, conversations))
-            .await
-    }
-
-    async fn signals_of_type(
-        &self,
-        project: &str,
-        signal_type: &str,
-    ) -> Result<Vec<SignalItem>, StoreError> {
-        self.fetch(sql::signals_of_type(D, project, signal_type))
-            .await
-    }
-
-    async fn rating_feedback(
-        &self,
-        project: &str,
-        name: &str,
-        positive_min: f64,
-        negative_max: f64,
-    ) -> Result<Vec<FeedbackItem>, StoreError> {
-        self.fetch(sql::rating_feedback(
-            D,
-            project,
-            name,
-            positive_min,
-            negative_max,
-        ))
-        .await
+    async fn count(&self, sql: Sql) -> Result<u64, StoreError> {
+        Ok(self.query(&sql).fetch_one::<u64>().await?)
     }
 
     /// Deduplication is per table, so one token serves every table of the batch; a table
     /// already inserted by an earlier attempt is dropped by ClickHouse (within
     /// `non_replicated_deduplication_window` inserts).
-    async fn insert(&self, batch: &RowBatch) -> Result<(), StoreError> {
+    async fn insert_batch(&self, batch: &RowBatch) -> Result<(), StoreError> {
         let token = batch.token.as_str();
         self.insert_table("otel_traces", &batch.otel_traces, token)
             .await?;
@@ -186,5 +112,19 @@ impl Store for ClickHouseStore {
         self.insert_table("feedback", &batch.feedback, token)
             .await?;
         self.insert_table("signals", &batch.signals, token).await
+    }
+
+    /// One insert, no deduplication token: the detector's history is events, and each row
+    /// carries its own `sent_at`.
+    async fn append_alerts(&self, rows: &[AlertRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self.client.insert::<AlertRow>("alerts").await?;
+        for row in rows {
+            insert.write(row).await?;
+        }
+        insert.end().await?;
+        Ok(())
     }
 }

@@ -11,7 +11,6 @@
 //! deduplicated tables as they are (adr/0009). Both return the same rows in the same order:
 //! results whose order the SQL leaves open (groups, unions, ties) are sorted here.
 
-mod on_clickhouse;
 mod on_duckdb;
 pub mod sql;
 
@@ -21,7 +20,9 @@ use clickhouse::Row;
 use flywheel_schema::rows::AlertRow;
 use serde::Deserialize;
 
+use crate::engine::Engine;
 use crate::model::Ids;
+use crate::sql::Sql;
 use crate::StoreError;
 
 /// The user series of a per-user spend policy past its `max_users` (the detector's label).
@@ -190,6 +191,92 @@ pub trait DetectorStore: Send + Sync {
         cut_ns: i64,
         limit: u64,
     ) -> Result<Vec<SpendRow>, StoreError>;
+}
+
+/// An alert's latest row (by `sent_at`) in `alerts`, as [`sql::firing`] selects it.
+#[derive(Debug, Row, Deserialize)]
+pub(crate) struct LastState {
+    fingerprint: String,
+    labels: Vec<(String, String)>,
+    annotations: Vec<(String, String)>,
+    /// Unix nanoseconds.
+    starts_at: i64,
+    /// Unix nanoseconds.
+    event_time: i64,
+    state: String,
+}
+
+/// Both backends: the queries of [`sql`] in the engine's dialect.
+#[async_trait::async_trait]
+impl<E: Engine> DetectorStore for E {
+    fn backend(&self) -> &'static str {
+        E::NAME
+    }
+
+    async fn write_alerts(&self, rows: &[AlertRow]) -> Result<(), StoreError> {
+        self.append_alerts(rows).await
+    }
+
+    async fn firing_alerts(&self) -> Result<Vec<FiringAlert>, StoreError> {
+        let sql = Sql {
+            text: sql::firing(E::DIALECT).to_string(),
+            binds: Vec::new(),
+        };
+        let rows: Vec<LastState> = self.rows(sql).await?;
+        Ok(by_fingerprint(
+            rows.into_iter()
+                .filter(|r| r.state == "firing")
+                .map(|r| FiringAlert {
+                    fingerprint: r.fingerprint,
+                    labels: r.labels,
+                    annotations: r.annotations,
+                    starts_at: r.starts_at,
+                    event_time: r.event_time,
+                })
+                .collect(),
+        ))
+    }
+
+    async fn recent_alerts(&self, project: &str, limit: u64) -> Result<Vec<AlertRow>, StoreError> {
+        self.rows(sql::recent(E::DIALECT, project, limit)).await
+    }
+
+    async fn stored_events(
+        &self,
+        from_ms: i64,
+        cut_ns: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let [calls, feedback, signals] = sql::stored_events(E::DIALECT, from_ms, cut_ns);
+        let calls: Vec<StoredCall> = self.rows(calls).await?;
+        let feedback: Vec<StoredItem> = self.rows(feedback).await?;
+        let signals: Vec<StoredItem> = self.rows(signals).await?;
+        Ok(events_in_order(calls, feedback, signals))
+    }
+
+    async fn lookup_keys(
+        &self,
+        traces: &Ids,
+        conversations: &Ids,
+    ) -> Result<Vec<CallKey>, StoreError> {
+        let Some(sql) = sql::lookup_keys(traces, conversations) else {
+            return Ok(Vec::new());
+        };
+        Ok(distinct_keys(self.rows(sql).await?))
+    }
+
+    async fn period_spend(
+        &self,
+        queries: &[SpendQuery],
+        replay_from_ms: i64,
+        cut_ns: i64,
+        limit: u64,
+    ) -> Result<Vec<SpendRow>, StoreError> {
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = sql::period_spend(E::DIALECT, queries, replay_from_ms, cut_ns, limit);
+        Ok(spend_in_order(self.rows(sql).await?))
+    }
 }
 
 /// One store as both traits: the reads of the api and export, and the detector's.

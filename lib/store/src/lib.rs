@@ -19,6 +19,7 @@ pub mod config;
 pub mod derive;
 pub mod detector;
 mod duckdb;
+mod engine;
 pub mod ingest;
 pub mod model;
 pub mod reprice;
@@ -28,6 +29,8 @@ pub mod status;
 use std::sync::Arc;
 
 use flywheel_schema::ClickHouseConfig;
+
+use crate::engine::Engine;
 
 pub use crate::clickhouse::ClickHouseStore;
 pub use crate::config::{Backend, StoreConfig};
@@ -152,6 +155,103 @@ pub trait Store: StatusStore + Send + Sync {
 
     /// Stores `batch` (see [`RowBatch`]): a batch whose token was stored before is a no-op.
     async fn insert(&self, batch: &RowBatch) -> Result<(), StoreError>;
+}
+
+/// Both backends: the shared SQL of [`sql`] in the engine's dialect.
+#[async_trait::async_trait]
+impl<E: Engine> Store for E {
+    fn backend(&self) -> &'static str {
+        E::NAME
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.probe().await
+    }
+
+    async fn calls_page(
+        &self,
+        filter: &CallFilter,
+        after: Option<&PageKey>,
+        limit: u64,
+    ) -> Result<Vec<CallRow>, StoreError> {
+        self.rows(sql::calls_page(E::DIALECT, filter, after, limit))
+            .await
+    }
+
+    async fn count_calls(&self, filter: &CallFilter) -> Result<u64, StoreError> {
+        self.count(sql::count_calls(E::DIALECT, filter)).await
+    }
+
+    async fn calls_of_traces(
+        &self,
+        filter: &CallFilter,
+        traces: &Ids,
+    ) -> Result<Vec<CallRow>, StoreError> {
+        self.rows(sql::calls_of_traces(E::DIALECT, filter, traces))
+            .await
+    }
+
+    async fn calls_of_conversations(
+        &self,
+        filter: &CallFilter,
+        conversations: &Ids,
+    ) -> Result<Vec<CallRow>, StoreError> {
+        self.rows(sql::calls_of_conversations(
+            E::DIALECT,
+            filter,
+            conversations,
+        ))
+        .await
+    }
+
+    async fn feedback_for(
+        &self,
+        project: &str,
+        traces: &Ids,
+        conversations: &Ids,
+    ) -> Result<Vec<FeedbackItem>, StoreError> {
+        self.rows(sql::feedback_for(
+            E::DIALECT,
+            project,
+            traces,
+            conversations,
+        ))
+        .await
+    }
+
+    async fn signals_for(
+        &self,
+        project: &str,
+        traces: &Ids,
+        conversations: &Ids,
+    ) -> Result<Vec<SignalItem>, StoreError> {
+        self.rows(sql::signals_for(E::DIALECT, project, traces, conversations))
+            .await
+    }
+
+    async fn signals_of_type(
+        &self,
+        project: &str,
+        signal_type: &str,
+    ) -> Result<Vec<SignalItem>, StoreError> {
+        self.rows(sql::signals_of_type(E::DIALECT, project, signal_type))
+            .await
+    }
+
+    async fn rating_feedback(
+        &self,
+        project: &str,
+        name: &str,
+        positive_min: f64,
+        negative_max: f64,
+    ) -> Result<Vec<FeedbackItem>, StoreError> {
+        let sql = sql::rating_feedback(E::DIALECT, project, name, positive_min, negative_max);
+        self.rows(sql).await
+    }
+
+    async fn insert(&self, batch: &RowBatch) -> Result<(), StoreError> {
+        self.insert_batch(batch).await
+    }
 }
 
 /// The store `config` selects: ClickHouse (with `clickhouse`) or the DuckDB file, opened

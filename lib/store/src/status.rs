@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Engine;
 use crate::model::Ids;
 use crate::StoreError;
 
@@ -229,6 +230,110 @@ pub trait StatusStore: Send + Sync {
     /// Appends notifications to the alert history (`alerts`: events, never replaced, not
     /// deduplicated).
     async fn insert_alerts(&self, rows: &[AlertRow]) -> Result<(), StoreError>;
+}
+
+/// Both backends: the queries of [`sql`] in the engine's dialect.
+#[async_trait::async_trait]
+impl<E: Engine> StatusStore for E {
+    async fn model_stats(
+        &self,
+        project: &str,
+        range: TimeRange,
+        limit: u32,
+    ) -> Result<Vec<ModelStats>, StoreError> {
+        let sql = sql::model_stats(E::DIALECT, project, range, limit);
+        Ok(self
+            .rows::<ModelRow>(sql)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    async fn call_buckets(
+        &self,
+        project: &str,
+        range: TimeRange,
+        step_ms: i64,
+    ) -> Result<Vec<CallBucket>, StoreError> {
+        let sql = sql::call_buckets(E::DIALECT, project, range, step_ms);
+        Ok(self
+            .rows::<CallBucketRow>(sql)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    async fn negative_buckets(
+        &self,
+        project: &str,
+        range: TimeRange,
+        step_ms: i64,
+    ) -> Result<Vec<NegativeBucket>, StoreError> {
+        let sql = sql::negative_buckets(E::DIALECT, project, range, step_ms);
+        Ok(self
+            .rows::<NegativeBucketRow>(sql)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    async fn negative_items(
+        &self,
+        project: &str,
+        range: TimeRange,
+        limit: u32,
+    ) -> Result<(Vec<NegativeItem>, Vec<NegativeItem>), StoreError> {
+        let feedback = self
+            .rows::<FeedbackHit>(sql::negative_feedback(E::DIALECT, project, range, limit))
+            .await?;
+        let signals = self
+            .rows::<SignalHit>(sql::negative_signals_of(E::DIALECT, project, range, limit))
+            .await?;
+        Ok((
+            feedback.into_iter().map(Into::into).collect(),
+            signals.into_iter().map(Into::into).collect(),
+        ))
+    }
+
+    async fn call_briefs(
+        &self,
+        project: &str,
+        range: TimeRange,
+        traces: &Ids,
+        limit: u32,
+    ) -> Result<Vec<CallBrief>, StoreError> {
+        let Some(sql) = sql::call_briefs(E::DIALECT, project, range, traces, limit) else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .rows::<CallBriefRow>(sql)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    async fn alert_episodes(
+        &self,
+        project: &str,
+        range: TimeRange,
+        limit: u32,
+    ) -> Result<Vec<AlertEpisode>, StoreError> {
+        let sql = sql::alert_episodes(E::DIALECT, project, range, limit);
+        Ok(self
+            .rows::<EpisodeRow>(sql)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    async fn insert_alerts(&self, rows: &[AlertRow]) -> Result<(), StoreError> {
+        self.append_alerts(rows).await
+    }
 }
 
 // Rows as both backends read them (by name from ClickHouse, by position from DuckDB: the

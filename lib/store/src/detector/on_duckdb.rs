@@ -1,22 +1,15 @@
-//! [`DetectorStore`] on DuckDB: the same questions over tables that hold one row per key
-//! already (no `FINAL`); alert rows appended in one transaction under the store's write lock.
-//! Maps are read as JSON entries, timestamps as the store reads them (Unix nanoseconds).
+//! The detector's rows read from DuckDB by position, for [`super::DetectorStore`]'s one
+//! implementation: maps read as JSON entries, timestamps as the store reads them (Unix
+//! nanoseconds).
 
 use duckdb::types::ValueRef;
 use duckdb::Row;
 use flywheel_schema::rows::AlertRow;
 use serde::Deserialize;
 
-use super::{
-    by_fingerprint, distinct_keys, events_in_order, spend_in_order, sql, CallKey, DetectorStore,
-    FiringAlert, SpendQuery, SpendRow, StoredCall, StoredEvent, StoredItem,
-};
-use crate::duckdb::{lock_poisoned, ts, write, FromRow};
-use crate::model::Ids;
-use crate::sql::{Dialect, Sql};
-use crate::{DuckDbStore, StoreError};
-
-const D: Dialect = Dialect::DuckDb;
+use super::{CallKey, LastState, SpendRow, StoredCall, StoredItem};
+use crate::duckdb::{ts, FromRow};
+use crate::StoreError;
 
 #[derive(Deserialize)]
 struct Entry {
@@ -39,21 +32,14 @@ fn opt_ts(row: &Row<'_>, i: usize) -> Result<Option<i64>, StoreError> {
     }
 }
 
-struct LastState {
-    alert: FiringAlert,
-    state: String,
-}
-
 impl FromRow for LastState {
     fn from_row(r: &Row<'_>) -> Result<Self, StoreError> {
         Ok(Self {
-            alert: FiringAlert {
-                fingerprint: r.get(0)?,
-                labels: map(r, 1)?,
-                annotations: map(r, 2)?,
-                starts_at: ts(r, 3)?,
-                event_time: ts(r, 4)?,
-            },
+            fingerprint: r.get(0)?,
+            labels: map(r, 1)?,
+            annotations: map(r, 2)?,
+            starts_at: ts(r, 3)?,
+            event_time: ts(r, 4)?,
             state: r.get(5)?,
         })
     }
@@ -147,86 +133,5 @@ impl FromRow for SpendRow {
             usd: r.get(6)?,
             calls: r.get(7)?,
         })
-    }
-}
-
-fn text(sql: &'static str) -> Sql {
-    Sql {
-        text: sql.to_string(),
-        binds: Vec::new(),
-    }
-}
-
-#[async_trait::async_trait]
-impl DetectorStore for DuckDbStore {
-    fn backend(&self) -> &'static str {
-        "duckdb"
-    }
-
-    async fn write_alerts(&self, rows: &[AlertRow]) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let rows = rows.to_vec();
-        let writes = self.writes.clone();
-        self.run(move |c| {
-            let _one_writer = writes.lock().map_err(lock_poisoned)?;
-            let tx = c.transaction()?;
-            write::alerts(&tx, &rows)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn firing_alerts(&self) -> Result<Vec<FiringAlert>, StoreError> {
-        let rows: Vec<LastState> = self.fetch(text(sql::firing(D))).await?;
-        Ok(by_fingerprint(
-            rows.into_iter()
-                .filter(|r| r.state == "firing")
-                .map(|r| r.alert)
-                .collect(),
-        ))
-    }
-
-    async fn recent_alerts(&self, project: &str, limit: u64) -> Result<Vec<AlertRow>, StoreError> {
-        self.fetch(sql::recent(D, project, limit)).await
-    }
-
-    async fn stored_events(
-        &self,
-        from_ms: i64,
-        cut_ns: i64,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let [calls, feedback, signals] = sql::stored_events(D, from_ms, cut_ns);
-        let calls: Vec<StoredCall> = self.fetch(calls).await?;
-        let feedback: Vec<StoredItem> = self.fetch(feedback).await?;
-        let signals: Vec<StoredItem> = self.fetch(signals).await?;
-        Ok(events_in_order(calls, feedback, signals))
-    }
-
-    async fn lookup_keys(
-        &self,
-        traces: &Ids,
-        conversations: &Ids,
-    ) -> Result<Vec<CallKey>, StoreError> {
-        let Some(sql) = sql::lookup_keys(traces, conversations) else {
-            return Ok(Vec::new());
-        };
-        Ok(distinct_keys(self.fetch(sql).await?))
-    }
-
-    async fn period_spend(
-        &self,
-        queries: &[SpendQuery],
-        replay_from_ms: i64,
-        cut_ns: i64,
-        limit: u64,
-    ) -> Result<Vec<SpendRow>, StoreError> {
-        if queries.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = sql::period_spend(D, queries, replay_from_ms, cut_ns, limit);
-        Ok(spend_in_order(self.fetch(sql).await?))
     }
 }

@@ -1,4 +1,4 @@
-//! [`DuckDbStore`]: the [`Store`] in an embedded DuckDB file, for one Flywheel process without
+//! [`DuckDbStore`]: the [`crate::Store`] in an embedded DuckDB file, for one Flywheel process without
 //! servers (`flywheel up`).
 //!
 //! Tables: `migrations/` (the ClickHouse tables, same names and columns), created or migrated
@@ -21,13 +21,14 @@ use std::sync::{Arc, Mutex};
 use duckdb::types::{TimeUnit, ValueRef};
 use duckdb::{Connection, Row};
 
-use crate::model::{CallFilter, CallRow, FeedbackItem, Ids, PageKey, RowBatch, SignalItem};
-use crate::sql::{self, Bind, Dialect, Sql};
-use crate::{Store, StoreError};
+use flywheel_schema::rows::AlertRow;
+
+use crate::engine::{Engine, Readable};
+use crate::model::{CallRow, FeedbackItem, RowBatch, SignalItem};
+use crate::sql::{Bind, Dialect, Sql};
+use crate::StoreError;
 
 pub use migrate::required_version;
-
-const D: Dialect = Dialect::DuckDb;
 
 /// How a DuckDB file is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,26 +292,19 @@ impl FromRow for SignalItem {
 }
 
 #[async_trait::async_trait]
-impl Store for DuckDbStore {
-    fn backend(&self) -> &'static str {
-        "duckdb"
-    }
+impl Engine for DuckDbStore {
+    const DIALECT: Dialect = Dialect::DuckDb;
+    const NAME: &'static str = "duckdb";
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn probe(&self) -> Result<(), StoreError> {
         self.run(|c| Ok(c.execute_batch("SELECT 1")?)).await
     }
 
-    async fn calls_page(
-        &self,
-        filter: &CallFilter,
-        after: Option<&PageKey>,
-        limit: u64,
-    ) -> Result<Vec<CallRow>, StoreError> {
-        self.fetch(sql::calls_page(D, filter, after, limit)).await
+    async fn rows<T: Readable>(&self, sql: Sql) -> Result<Vec<T>, StoreError> {
+        self.fetch(sql).await
     }
 
-    async fn count_calls(&self, filter: &CallFilter) -> Result<u64, StoreError> {
-        let sql = sql::count_calls(D, filter);
+    async fn count(&self, sql: Sql) -> Result<u64, StoreError> {
         self.run(move |c| {
             let (text, params) = expand(&sql);
             let n: i64 = c.query_row(&text, duckdb::params_from_iter(params), |r| r.get(0))?;
@@ -319,72 +313,9 @@ impl Store for DuckDbStore {
         .await
     }
 
-    async fn calls_of_traces(
-        &self,
-        filter: &CallFilter,
-        traces: &Ids,
-    ) -> Result<Vec<CallRow>, StoreError> {
-        self.fetch(sql::calls_of_traces(D, filter, traces)).await
-    }
-
-    async fn calls_of_conversations(
-        &self,
-        filter: &CallFilter,
-        conversations: &Ids,
-    ) -> Result<Vec<CallRow>, StoreError> {
-        self.fetch(sql::calls_of_conversations(D, filter, conversations))
-            .await
-    }
-
-    async fn feedback_for(
-        &self,
-        project: &str,
-        traces: &Ids,
-        conversations: &Ids,
-    ) -> Result<Vec<FeedbackItem>, StoreError> {
-        self.fetch(sql::feedback_for(D, project, traces, conversations))
-            .await
-    }
-
-    async fn signals_for(
-        &self,
-        project: &str,
-        traces: &Ids,
-        conversations: &Ids,
-    ) -> Result<Vec<SignalItem>, StoreError> {
-        self.fetch(sql::signals_for(D, project, traces, conversations))
-            .await
-    }
-
-    async fn signals_of_type(
-        &self,
-        project: &str,
-        signal_type: &str,
-    ) -> Result<Vec<SignalItem>, StoreError> {
-        self.fetch(sql::signals_of_type(D, project, signal_type))
-            .await
-    }
-
-    async fn rating_feedback(
-        &self,
-        project: &str,
-        name: &str,
-        positive_min: f64,
-        negative_max: f64,
-    ) -> Result<Vec<FeedbackItem>, StoreError> {
-        self.fetch(sql::rating_feedback(
-            D,
-            project,
-            name,
-            positive_min,
-            negative_max,
-        ))
-        .await
-    }
-
     /// One transaction: the token first (a stored token ends it: nothing else is written),
     /// then every table.
-    async fn insert(&self, batch: &RowBatch) -> Result<(), StoreError> {
+    async fn insert_batch(&self, batch: &RowBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -405,6 +336,23 @@ impl Store for DuckDbStore {
             write::llm_calls(&tx, &batch.llm_calls)?;
             write::feedback(&tx, &batch.feedback)?;
             write::signals(&tx, &batch.signals)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One transaction under the store's write lock.
+    async fn append_alerts(&self, rows: &[AlertRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rows = rows.to_vec();
+        let writes = self.writes.clone();
+        self.run(move |c| {
+            let _one_writer = writes.lock().map_err(lock_poisoned)?;
+            let tx = c.transaction()?;
+            write::alerts(&tx, &rows)?;
             tx.commit()?;
             Ok(())
         })

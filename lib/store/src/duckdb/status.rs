@@ -1,19 +1,13 @@
-//! [`StatusStore`] on DuckDB: the queries of [`crate::status::sql`] in the DuckDB dialect, rows
-//! read by position (lists and maps from DuckDB values); alert rows appended in one
-//! transaction.
+//! The status page's rows read from DuckDB by position (lists and maps from DuckDB values); the
+//! queries are [`crate::status::sql`]'s, run by [`crate::StatusStore`]'s one implementation.
 
-use duckdb::types::Value;
-use duckdb::Row;
-use flywheel_schema::rows::AlertRow;
-
-use super::{lock_poisoned, write, DuckDbStore, FromRow, D};
-use crate::model::Ids;
+use super::FromRow;
 use crate::status::{
-    sql, AlertEpisode, CallBrief, CallBriefRow, CallBucket, CallBucketRow, EpisodeRow, FeedbackHit,
-    ModelRow, ModelStats, NegativeBucket, NegativeBucketRow, NegativeItem, SignalHit, StatusStore,
-    TimeRange,
+    CallBriefRow, CallBucketRow, EpisodeRow, FeedbackHit, ModelRow, NegativeBucketRow, SignalHit,
 };
 use crate::StoreError;
+use duckdb::types::Value;
+use duckdb::Row;
 
 fn decode_err(i: usize, v: &Value) -> StoreError {
     StoreError::Decode {
@@ -157,105 +151,6 @@ impl FromRow for EpisodeRow {
             peak_short: r.get(11)?,
             min_budget: r.get(12)?,
         })
-    }
-}
-
-#[async_trait::async_trait]
-impl StatusStore for DuckDbStore {
-    async fn model_stats(
-        &self,
-        project: &str,
-        range: TimeRange,
-        limit: u32,
-    ) -> Result<Vec<ModelStats>, StoreError> {
-        let rows = self
-            .fetch::<ModelRow>(sql::model_stats(D, project, range, limit))
-            .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
-    }
-
-    async fn call_buckets(
-        &self,
-        project: &str,
-        range: TimeRange,
-        step_ms: i64,
-    ) -> Result<Vec<CallBucket>, StoreError> {
-        let rows = self
-            .fetch::<CallBucketRow>(sql::call_buckets(D, project, range, step_ms))
-            .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
-    }
-
-    async fn negative_buckets(
-        &self,
-        project: &str,
-        range: TimeRange,
-        step_ms: i64,
-    ) -> Result<Vec<NegativeBucket>, StoreError> {
-        let rows = self
-            .fetch::<NegativeBucketRow>(sql::negative_buckets(D, project, range, step_ms))
-            .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
-    }
-
-    async fn negative_items(
-        &self,
-        project: &str,
-        range: TimeRange,
-        limit: u32,
-    ) -> Result<(Vec<NegativeItem>, Vec<NegativeItem>), StoreError> {
-        let feedback = self
-            .fetch::<FeedbackHit>(sql::negative_feedback(D, project, range, limit))
-            .await?;
-        let signals = self
-            .fetch::<SignalHit>(sql::negative_signals_of(D, project, range, limit))
-            .await?;
-        Ok((
-            feedback.into_iter().map(Into::into).collect(),
-            signals.into_iter().map(Into::into).collect(),
-        ))
-    }
-
-    async fn call_briefs(
-        &self,
-        project: &str,
-        range: TimeRange,
-        traces: &Ids,
-        limit: u32,
-    ) -> Result<Vec<CallBrief>, StoreError> {
-        let Some(sql) = sql::call_briefs(D, project, range, traces, limit) else {
-            return Ok(Vec::new());
-        };
-        let rows = self.fetch::<CallBriefRow>(sql).await?;
-        Ok(rows.into_iter().map(Into::into).collect())
-    }
-
-    async fn alert_episodes(
-        &self,
-        project: &str,
-        range: TimeRange,
-        limit: u32,
-    ) -> Result<Vec<AlertEpisode>, StoreError> {
-        let rows = self
-            .fetch::<EpisodeRow>(sql::alert_episodes(D, project, range, limit))
-            .await?;
-        Ok(rows.into_iter().map(Into::into).collect())
-    }
-
-    async fn insert_alerts(&self, rows: &[AlertRow]) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let rows = rows.to_vec();
-        let writes = self.writes.clone();
-        self.run(move |c| {
-            let _one_writer = writes.lock().map_err(lock_poisoned)?;
-            let tx = c.transaction()?;
-            write::alerts(&tx, &rows)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
     }
 }
 

@@ -4,7 +4,8 @@
 use flywheel_schema::rows::{FeedbackRow, LlmCallRow, OtelTraceRow, SignalRow};
 
 use super::*;
-use crate::model::{FeedbackFilter, FeedbackValue};
+use crate::model::{CallFilter, FeedbackFilter, FeedbackValue, Ids, PageKey};
+use crate::Store;
 
 fn call(n: i64, conversation: &str) -> LlmCallRow {
     LlmCallRow {

@@ -3,10 +3,11 @@
 
 use flywheel_schema::rows::{FeedbackRow, LlmCallRow, SignalRow};
 
-use super::*;
-use crate::model::RowBatch;
-use crate::status::Quantiles;
-use crate::Store;
+use flywheel_schema::rows::AlertRow;
+
+use crate::model::{Ids, RowBatch};
+use crate::status::{Quantiles, StatusStore, TimeRange};
+use crate::{DuckDbStore, Store};
 
 /// 2026-11-15T00:00:00Z in ms.
 const T0: i64 = 1_794_700_800_000;
