@@ -1,5 +1,6 @@
-//! What the live status page reads (adr/0010), as one trait, [`StatusStore`], implemented by
-//! both backends (`clickhouse/status.rs`, `duckdb/status.rs`), plus the write of the alert
+//! What the live status page reads (adr/0010), as one trait, [`StatusStore`], implemented once
+//! for both backends over [`crate::engine::Engine`] (DuckDB's row decoders in
+//! `duckdb/status.rs`), plus the write of the alert
 //! history it shows ([`StatusStore::insert_alerts`], the detector's rows of `alerts`).
 //!
 //! Every read is restricted to one project, bounded in time (`[since, until)` on the event
