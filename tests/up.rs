@@ -1,7 +1,8 @@
 //! `flywheel up`: every service in one process on the embedded write-ahead log and DuckDB, no
 //! server at all. A `kill -9` under load loses nothing that was acknowledged (exact counts
 //! after the client re-sends what was not), a corrupt tail of the write-ahead log is reported
-//! and truncated on restart, and bad input still gets a precise 4xx.
+//! and truncated on restart, and bad input still gets a precise 4xx. `--kafka` and
+//! `--clickhouse` each switch one half to the real broker or ClickHouse engine.
 
 mod common;
 
@@ -9,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, numbered_request, wait_until};
+use common::ingest::{clickhouse_url, Pipeline};
+use common::{free_port, kafka_brokers, numbered_request, wait_until};
 use prost::Message;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -26,11 +28,11 @@ struct Up {
 
 impl Up {
     fn start(dir: &Path, log_name: &str) -> Self {
-        Self::start_with(dir, log_name, &[])
+        Self::start_with(dir, log_name, &[], &[])
     }
 
-    /// [`Up::start`] with more environment (configuration overrides).
-    fn start_with(dir: &Path, log_name: &str, env: &[(&str, &str)]) -> Self {
+    /// [`Up::start`] with more environment (configuration overrides) and arguments.
+    fn start_with(dir: &Path, log_name: &str, env: &[(&str, String)], args: &[&str]) -> Self {
         let port = |_: &str| format!("127.0.0.1:{}", free_port());
         let (http, grpc, api, detector, admin) = (
             port("http"),
@@ -44,6 +46,7 @@ impl Up {
             .arg("up")
             .arg("--data-dir")
             .arg(dir.join("data"))
+            .args(args)
             .env("FLYWHEEL_COLLECTOR__HTTP_LISTEN", &http)
             .env("FLYWHEEL_COLLECTOR__GRPC_LISTEN", &grpc)
             .env("FLYWHEEL_API__LISTEN", &api)
@@ -53,7 +56,7 @@ impl Up {
             .env("FLYWHEEL_INGESTER__BATCH_MAX_ROWS", "20")
             .env("FLYWHEEL_INGESTER__BATCH_MAX_AGE_MS", "200")
             .env("RUST_LOG", "warn,flywheel=info,flywheel_wal=info")
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::null())
@@ -306,7 +309,11 @@ async fn a_nearly_full_disk_gets_503_with_retry_after() {
     let up = Up::start_with(
         dir.path(),
         "up-disk.log",
-        &[("FLYWHEEL_BUS__WAL__MIN_FREE_BYTES", "4611686018427387904")],
+        &[(
+            "FLYWHEEL_BUS__WAL__MIN_FREE_BYTES",
+            "4611686018427387904".to_string(),
+        )],
+        &[],
     );
     let client = reqwest::Client::new();
     for _ in 0..2 {
@@ -331,4 +338,65 @@ async fn a_nearly_full_disk_gets_503_with_retry_after() {
     assert!(refused >= 2, "{metrics}");
     assert_eq!(calls_shown(&client, &up.api).await, 0);
     assert!(up.log().contains("wal appends refused"), "{}", up.log());
+}
+
+/// Each flag switches its half alone: `--clickhouse` keeps the write-ahead log and stores in
+/// the ClickHouse engine; `--kafka` publishes to the broker and keeps DuckDB. The same calls
+/// are stored either way, and the data directory holds only the embedded half.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_and_clickhouse_flags_switch_one_half_each() {
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    let env = p.env();
+    let client = reqwest::Client::new();
+
+    // Write-ahead log + ClickHouse (`up` migrates the database).
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start_with(
+        dir.path(),
+        "up-ch.log",
+        &env,
+        &["--clickhouse", &clickhouse_url()],
+    );
+    assert_eq!(post(&client, &up.traces, 0).await, Some(200));
+    p.wait_count("SELECT count() FROM llm_calls FINAL", 2, TIMEOUT)
+        .await;
+    assert_eq!(calls_shown(&client, &up.api).await, 2);
+    let data = dir.path().join("data");
+    assert!(data.join("wal").is_dir(), "no write-ahead log");
+    assert!(
+        !data.join("flywheel.duckdb").exists(),
+        "DuckDB file created"
+    );
+    drop(up);
+
+    // Kafka + DuckDB: the calls reach DuckDB through this test's topic on the broker.
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start_with(
+        dir.path(),
+        "up-kafka.log",
+        &env,
+        &["--kafka", &kafka_brokers()],
+    );
+    assert_eq!(post(&client, &up.traces, 1).await, Some(200));
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while calls_shown(&client, &up.api).await < 2 {
+        assert!(std::time::Instant::now() < deadline, "calls not shown");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(up.terminate().success());
+    assert!(
+        !dir.path().join("data/wal").exists(),
+        "write-ahead log created"
+    );
+    assert_eq!(stored_calls(dir.path()).await, 2);
+    // ClickHouse saw the first run's calls only.
+    assert_eq!(
+        p.client()
+            .query("SELECT count() FROM llm_calls FINAL")
+            .fetch_one::<u64>()
+            .await
+            .unwrap(),
+        2
+    );
+    p.drop_database().await;
 }
