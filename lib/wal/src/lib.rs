@@ -486,7 +486,7 @@ impl Wal {
 
     /// Applies retention now (the writer also does every `retention_check_secs`).
     pub fn enforce_retention(&self) -> Result<RetentionReport, WalError> {
-        retention::enforce(&self.shared)
+        retention::enforce(&self.shared, false)
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -1,7 +1,9 @@
 //! Retention: whole sealed segments are deleted, oldest first, once every known consumer group
 //! has committed past them and they are older than `retention_secs` (by the file's last write)
 //! or the partition is larger than `retention_bytes`. The active segment is never deleted.
-//! With no group known at all, age and size alone decide.
+//! With no group known at all, age and size alone decide. Under disk pressure (less free space
+//! than `min_free_bytes`) every segment all groups have consumed goes, however young, and
+//! nothing goes while no group is known (nothing is known to be consumed).
 
 use std::time::{Duration, SystemTime};
 
@@ -14,23 +16,27 @@ pub struct RetentionReport {
     pub bytes_deleted: u64,
 }
 
-pub(crate) fn enforce(shared: &Shared) -> Result<RetentionReport, WalError> {
+pub(crate) fn enforce(shared: &Shared, pressure: bool) -> Result<RetentionReport, WalError> {
     let _one_at_a_time = shared
         .retention_lock
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     let config = &shared.config;
     let mut report = RetentionReport::default();
-    if config.retention_secs == 0 && config.retention_bytes == 0 {
+    if config.retention_secs == 0 && config.retention_bytes == 0 && !pressure {
         return Ok(report);
     }
     let max_age = Duration::from_secs(config.retention_secs);
     let now = SystemTime::now();
     for partition in shared.all_partitions() {
-        let consumed = shared
+        let consumed = match shared
             .groups()
             .min_committed(&partition.topic, partition.id)
-            .unwrap_or(i64::MAX);
+        {
+            Some(offset) => offset,
+            None if pressure => i64::MIN,
+            None => i64::MAX,
+        };
         loop {
             // Decide on the oldest segment under the lock, delete the file outside it.
             let victim = {
@@ -51,7 +57,7 @@ pub(crate) fn enforce(shared: &Shared) -> Result<RetentionReport, WalError> {
                         .ok()
                         .and_then(|t| now.duration_since(t).ok())
                         .is_some_and(|age| age > max_age);
-                if !(too_big || too_old) {
+                if !(too_big || too_old || pressure) {
                     break;
                 }
                 view.segments.remove(0);

@@ -61,16 +61,15 @@ pub(crate) fn run(
     let mut next_retention = Instant::now() + retention_every;
     let mut frames = Vec::new();
     loop {
+        // Due under constant load too (a request may arrive before every timeout).
+        if Instant::now() >= next_retention {
+            next_retention = Instant::now() + retention_every;
+            retain(&shared, shared.disk_short().is_some());
+        }
         let first =
             match requests.recv_timeout(next_retention.saturating_duration_since(Instant::now())) {
                 Ok(r) => r,
-                Err(RecvTimeoutError::Timeout) => {
-                    next_retention = Instant::now() + retention_every;
-                    if let Err(e) = crate::retention::enforce(&shared) {
-                        tracing::warn!(error = %e, "wal retention failed");
-                    }
-                    continue;
-                }
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
         let mut batch = Vec::new();
@@ -108,6 +107,13 @@ pub(crate) fn run(
     tracing::debug!("wal writer stopped");
 }
 
+/// Applies retention (`pressure`: the disk is short, consumed segments go whatever their age).
+fn retain(shared: &Shared, pressure: bool) {
+    if let Err(e) = crate::retention::enforce(shared, pressure) {
+        tracing::warn!(error = %e, "wal retention failed");
+    }
+}
+
 fn finish(shared: &Shared, append: Append, result: Result<(), PublishError>) {
     shared
         .queued_bytes
@@ -140,7 +146,13 @@ fn group_commit(
         }
         return;
     }
-    let short = shared.disk_short();
+    let mut short = shared.disk_short();
+    if short.is_some() {
+        // Make room from segments every group has consumed, however young (a few syscalls per
+        // partition when there is nothing to delete), then look again.
+        retain(shared, true);
+        short = shared.disk_short();
+    }
     if shared
         .disk_was_short
         .swap(short.is_some(), Ordering::Relaxed)

@@ -422,6 +422,51 @@ async fn a_nearly_full_disk_refuses_appends_until_there_is_room() {
     assert_eq!(wal.metrics().disk_full.get(), 3);
 }
 
+/// Under disk pressure, retention frees what every group has consumed however young (the
+/// default keeps consumed segments a week): nothing while no group is known, then the segments
+/// below the committed offset, never the rest.
+#[tokio::test]
+async fn disk_pressure_frees_consumed_segments_however_young() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(WalConfig {
+        segment_bytes: 4096,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let publisher = wal.publisher();
+    for i in 0..40 {
+        publisher
+            .publish("t", &[], vec![record("k", vec![i as u8; 500])])
+            .await
+            .unwrap();
+    }
+    let before = segments(dir.path(), "t", 0);
+    assert!(before.len() > 3, "{before:?}");
+    wal.set_min_free_bytes(u64::MAX);
+    let refused = || async {
+        matches!(
+            publisher.publish("t", &[], vec![record("k", "x")]).await,
+            Err(PublishError::Unavailable(_))
+        )
+    };
+    assert!(refused().await);
+    assert_eq!(segments(dir.path(), "t", 0), before);
+
+    let mut a = wal.subscribe("a", &["t"]).unwrap();
+    assert_eq!(a.poll(20, Duration::from_secs(1)).await.unwrap().len(), 20);
+    a.commit("t", 0, 20).await.unwrap();
+    assert!(refused().await);
+    let after = segments(dir.path(), "t", 0);
+    assert!(after.len() < before.len(), "{after:?}");
+    let (start, end) = wal.bounds("t", 0).unwrap();
+    assert!(start > 0 && start <= 20, "log start {start}");
+    assert_eq!(end, 40);
+    // What was not consumed is all there.
+    let rest = wal.read("t", 0, 20, 100).unwrap();
+    assert_eq!(rest.len(), 20);
+    assert_eq!(rest[0].payload, vec![20u8; 500]);
+}
+
 #[tokio::test]
 async fn rejects_bad_topic_names_oversized_records_and_a_second_opener() {
     let dir = tempfile::tempdir().unwrap();
