@@ -353,9 +353,11 @@ fn spans_in_wal(dir: &Path) -> (usize, usize) {
 /// Rows of `otel_traces` in the DuckDB file (`up` stopped).
 fn otel_traces_rows(dir: &Path) -> u64 {
     let conn = duckdb::Connection::open(dir.join("data/flywheel.duckdb")).unwrap();
-    conn.query_row("SELECT count(*) FROM otel_traces", [], |r| r.get::<_, i64>(0))
-        .map(|n| n as u64)
-        .unwrap()
+    conn.query_row("SELECT count(*) FROM otel_traces", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|n| n as u64)
+    .unwrap()
 }
 
 /// A disk with less free space than `bus.wal.min_free_bytes` (here: the bound set above any

@@ -13,6 +13,11 @@
 //! consumer's item decoding) and the burn-rate math (`burn::evaluate`), and nothing of the
 //! pipeline being measured: no consumer lag, no window store buckets, no evaluation cadence, no
 //! alert tracker and no delivery. Detection minus the breach is the pipeline's overhead.
+//!
+//! Cost policies ([`cost_breaches`]) the same way: the calls in arrival order into the
+//! detector's own cost series (`cost::series`: the CUSUM over closed intervals, the spend
+//! projection), evaluated after every arrival at the frontier of event time with no lateness,
+//! so an interval is judged as soon as any call past its end has arrived.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,8 +26,10 @@ use prost::Message as _;
 use serde::Serialize;
 
 use crate::consumer::{feedback_item, signal_item, Item, Value};
+use crate::cost::series::CostState;
 use crate::join::Joins;
 use crate::sli::{self, FeedbackValue};
+use crate::slo::CostPolicy;
 use crate::slo::{self, Slo};
 use crate::window::Counts;
 use crate::{burn, extract, SliKey};
@@ -151,6 +158,56 @@ pub fn breaches(
     }
     events.sort_by_key(|e| e.arrival_ns);
     (replay(slos, &events), stats)
+}
+
+/// Every breach of the cost `policies` on the calls of `messages`, in arrival order: a series
+/// (policy, key, user) going from not breaching to breaching.
+pub fn cost_breaches(
+    policies: &[CostPolicy],
+    prices: &flywheel_pricing::PriceTable,
+    messages: &[Recorded],
+) -> Vec<Breach> {
+    let mut calls = Vec::new();
+    for m in messages.iter().filter(|m| m.topic == Topic::Spans) {
+        let Ok(req) = ExportTraceServiceRequest::decode(&*m.payload) else {
+            continue;
+        };
+        calls.extend(
+            extract::calls(&m.project, &req, prices)
+                .into_iter()
+                .map(|c| (m.received_ns, c)),
+        );
+    }
+    calls.sort_by_key(|(at, _)| *at);
+    let mut state = CostState::new(policies.to_vec(), usize::MAX);
+    let mut breaching: HashMap<(String, SliKey, Option<String>), bool> = HashMap::new();
+    let (mut out, mut frontier, mut i) = (Vec::new(), i64::MIN, 0);
+    while i < calls.len() {
+        let at = calls[i].0;
+        while i < calls.len() && calls[i].0 == at {
+            let c = &calls[i].1;
+            state.record(&c.key, &c.user, c.ts_ms, &c.event);
+            frontier = frontier.max(c.ts_ms);
+            i += 1;
+        }
+        for e in state.evaluate(frontier) {
+            let was = breaching.insert(
+                (e.policy.clone(), e.key.clone(), e.user.clone()),
+                e.breaching,
+            );
+            if e.breaching && was != Some(true) {
+                out.push(Breach {
+                    slo: e.policy,
+                    project: e.key.project,
+                    service: e.key.service,
+                    model: e.key.model,
+                    operation: e.key.operation,
+                    breach_ns: at,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Per series: event times seen so far (ms -> counts), the frontier, breaching or not.
@@ -287,6 +344,59 @@ slos:
             received_ns: end,
             payload: req.encode_to_vec(),
         }
+    }
+
+    /// `call` with `tokens` output tokens.
+    fn call_with_tokens(end_s: i64, tokens: i64) -> Recorded {
+        let mut r = call(end_s, false);
+        let mut req = ExportTraceServiceRequest::decode(r.payload.as_slice()).unwrap();
+        req.resource_spans[0].scope_spans[0].spans[0]
+            .attributes
+            .push(KeyValue {
+                key: "gen_ai.usage.output_tokens".into(),
+                value: Some(AnyValue {
+                    value: Some(Value::IntValue(tokens)),
+                }),
+                ..Default::default()
+            });
+        r.payload = req.encode_to_vec();
+        r
+    }
+
+    #[test]
+    fn a_token_blow_up_breaches_the_change_policy_after_it_starts_and_only_then() {
+        let file = "\
+cost_policies:
+  - name: tokens-per-call
+    change: { metric: tokens_per_call, interval: 5s, baseline: 2m, min_calls: 5 }
+";
+        let policies: Vec<CostPolicy> = slo::parse(file)
+            .unwrap()
+            .cost_policies
+            .into_iter()
+            .map(|p| p.value)
+            .collect();
+        let prices = flywheel_pricing::PriceTable::load(None).unwrap();
+        // Two calls a second for 5 minutes, about 100 tokens each (a little noise); from
+        // 240 s on, eight times as many.
+        let stream = |blow_up: bool| -> Vec<Recorded> {
+            (0..600)
+                .map(|n| {
+                    let s = n / 2;
+                    let base = 100 + (n * 37 % 11) - 5;
+                    let tokens = if blow_up && s >= 240 { base * 8 } else { base };
+                    call_with_tokens(s, tokens)
+                })
+                .collect()
+        };
+        let found = cost_breaches(&policies, &prices, &stream(true));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].slo, "tokens-per-call");
+        let after = (found[0].breach_ns - T0) as f64 / 1e9;
+        // Judged at the close of an interval holding blown-up calls: after 240 s, and within
+        // a few 5 s intervals (the CUSUM needs several z-scores over its allowance).
+        assert!(after > 240.0 && after < 280.0, "breach at {after} s");
+        assert!(cost_breaches(&policies, &prices, &stream(false)).is_empty());
     }
 
     #[test]
