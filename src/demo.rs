@@ -141,6 +141,28 @@ pub async fn drive(
             overhead
         );
     }
+    // Alerts the incidents do not explain: before the first one, or of another SLO than the
+    // incident running when they fired (false alerts, or a side effect worth knowing).
+    let explained = |a: &Seen| {
+        incidents.iter().enumerate().any(|(i, inc)| {
+            let next = incidents.get(i + 1).map_or(i64::MAX, |n| n.start_ns);
+            a.fired_ns >= inc.start_ns && a.fired_ns < next && slo_of(&inc.kind) == Some(&a.slo)
+        })
+    };
+    let other: Vec<String> = seen
+        .iter()
+        .filter(|a| !explained(a))
+        .map(|a| format!("{} {}", a.slo, a.model))
+        .collect();
+    println!(
+        "\nother alerts (outside any incident's SLO and time): {}{}",
+        other.len(),
+        if other.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", other.join(", "))
+        }
+    );
     println!(
         "\nexact min: the first moment the SLO's windows breached on the traffic received \
          (continuous windows, every arrival; the cost policy: its CUSUM judging each 5 s \
