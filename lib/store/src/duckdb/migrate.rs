@@ -67,6 +67,13 @@ pub fn migrate(c: &mut Connection) -> Result<Vec<i32>, StoreError> {
          )",
     )?;
     let current = current_version(c)?;
+    if current > required_version() {
+        return Err(StoreError::Task(format!(
+            "the DuckDB file's schema is at version {current}, newer than this build's {}: \
+             it was written by a newer flywheel; run that one (or a newer build)",
+            required_version()
+        )));
+    }
     let mut applied = Vec::new();
     for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
         let tx = c.transaction()?;
@@ -79,4 +86,24 @@ pub fn migrate(c: &mut Connection) -> Result<Vec<i32>, StoreError> {
         applied.push(*version);
     }
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_a_newer_schema() {
+        let mut c = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut c).unwrap().len(), MIGRATIONS.len());
+        assert!(migrate(&mut c).unwrap().is_empty());
+        let newer = required_version() + 1;
+        c.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (?, 'from the future')",
+            [newer],
+        )
+        .unwrap();
+        let err = migrate(&mut c).unwrap_err().to_string();
+        assert!(err.contains(&format!("version {newer}, newer")), "{err}");
+    }
 }
