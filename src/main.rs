@@ -409,12 +409,15 @@ where
     {
         let store = stores.ingest.clone();
         let (ingester, bus) = (config.ingester.clone(), bus.clone());
+        let ttl_days = config.clickhouse.ttl_days.clone();
         let (registry, readiness, shutdown) =
             (registry.clone(), readiness.clone(), shutdown.clone());
         tasks.spawn(async move {
-            flywheel_ingester::run(ingester, &*bus, store, &registry, &readiness, shutdown)
-                .await
-                .context("ingester failed")
+            flywheel_ingester::run(
+                ingester, &*bus, store, ttl_days, &registry, &readiness, shutdown,
+            )
+            .await
+            .context("ingester failed")
         });
     }
     if let Some(stores) = stores.as_ref().filter(|_| services.contains(&Service::Api)) {

@@ -31,6 +31,8 @@ fn exported() -> BTreeSet<String> {
         ingester::DERIVED_SIGNALS,
         ingester::DERIVE_RUNS,
         ingester::DERIVE_ERRORS,
+        ingester::EXPIRED_ROWS,
+        ingester::EXPIRE_ERRORS,
         detector::EVENTS,
         detector::UNATTRIBUTED,
         detector::UNDECODABLE,

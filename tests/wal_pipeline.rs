@@ -50,6 +50,7 @@ fn start(bus: &WalBus, config: &IngesterConfig, clickhouse: &ClickHouseConfig) -
             config,
             &bus,
             store,
+            clickhouse.ttl_days.clone(),
             &prometheus::Registry::new(),
             &flywheel_telemetry::Readiness::new(),
             token,

@@ -1,6 +1,6 @@
 //! Build script of every package that links a binary or test with the embedded store
-//! (flywheel-store, flywheel-datasets, flywheel-api and the `flywheel` binary): records where
-//! the dynamic loader finds libduckdb.so at run time.
+//! (flywheel-store, flywheel-datasets, flywheel-api, flywheel-ingester and the `flywheel`
+//! binary): records where the dynamic loader finds libduckdb.so at run time.
 //!
 //! `libduckdb-sys` links `-lduckdb` from `DUCKDB_LIB_DIR` (.cargo/config.toml:
 //! `.local/duckdb/lib`, installed by deploy/local/duckdb.sh) but leaves finding the library at

@@ -16,7 +16,9 @@ pub struct ClickHouseConfig {
     /// Database holding every Flywheel table.
     pub database: String,
     /// Days to keep rows, per table (`otel_traces`, `llm_calls`, `feedback`, `signals`); absent
-    /// means forever.
+    /// means forever. Applies to both store backends despite the section: ClickHouse as a table
+    /// `TTL` rendered at migration time, DuckDB (`flywheel up`) as the ingester's periodic
+    /// delete (`ingester.expire_interval_s`).
     pub ttl_days: BTreeMap<String, u32>,
     /// Cluster name for `ON CLUSTER` DDL, Replicated engines and Distributed tables (shard-local
     /// `<name>_local` tables behind Distributed `<name>`); empty for a single server.

@@ -21,9 +21,12 @@
 
 use crate::config::ClickHouseConfig;
 
-/// Tables that accept a TTL (`clickhouse.ttl_days`), with the time column it applies to.
+/// Tables that accept a TTL (`clickhouse.ttl_days`, on either store backend).
 pub const TTL_TABLES: [&str; 4] = ["otel_traces", "llm_calls", "feedback", "signals"];
-const TTL_COLUMNS: [(&str, &str); 4] = [
+/// Each table of [`TTL_TABLES`] with the time column its TTL applies to: a row expires when
+/// that column is more than the configured days before now (ClickHouse: the table's `TTL`
+/// clause; DuckDB: the ingester's periodic delete, `flywheel_store::IngestStore::expire`).
+pub const TTL_COLUMNS: [(&str, &str); 4] = [
     ("otel_traces", "Timestamp"),
     ("llm_calls", "timestamp"),
     ("feedback", "timestamp"),

@@ -1,12 +1,13 @@
 //! [`IngestStore`] on ClickHouse: the ingester's statements of adr/0004, unchanged.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use flywheel_pricing::Price;
 use flywheel_schema::rows::{IngestBatchRow, SignalRow};
 
 use crate::derive::{Rule, Window};
-use crate::ingest::{IngestStore, TableWrite};
+use crate::ingest::{Expired, IngestStore, TableWrite};
 use crate::reprice;
 use crate::sql::Dialect;
 use crate::{ClickHouseStore, RowBatch, StoreError};
@@ -82,5 +83,38 @@ impl IngestStore for ClickHouseStore {
             Some(sql) => Ok(self.query(&sql).execute().await?),
             None => Ok(()),
         }
+    }
+
+    /// Nothing to do: the tables' `TTL` clause (from `clickhouse.ttl_days` at migration time)
+    /// expires rows in ClickHouse's background merges, whole daily parts at a time
+    /// (`ttl_only_drop_parts`). A `ttl_days` changed after migration is not applied here.
+    async fn expire(
+        &self,
+        ttl_days: &BTreeMap<String, u32>,
+        now_ns: i64,
+    ) -> Result<Vec<Expired>, StoreError> {
+        crate::ingest::expiry_cutoffs(ttl_days, now_ns)?;
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table TTL expires rows; `expire` sends nothing (the client points at a closed port,
+    /// so any request would fail) and reports nothing.
+    #[tokio::test]
+    async fn expire_is_left_to_the_table_ttl() {
+        let store =
+            ClickHouseStore::new(clickhouse::Client::default().with_url("http://127.0.0.1:9"));
+        let ttl: BTreeMap<String, u32> = [("llm_calls".to_string(), 30)].into();
+        assert_eq!(
+            store.expire(&ttl, 1_717_200_000_000_000_000).await.unwrap(),
+            vec![]
+        );
+        assert!(store.expire(&BTreeMap::new(), 0).await.unwrap().is_empty());
+        let unknown: BTreeMap<String, u32> = [("alerts".to_string(), 1)].into();
+        assert!(store.expire(&unknown, 0).await.is_err());
     }
 }

@@ -7,7 +7,10 @@
 //!   stored already).
 //! - DuckDB: token, marker and rows in one transaction: a replayed batch is a no-op and a
 //!   marker never exists without its rows.
+//!
+//! Retention ([`IngestStore::expire`]): ClickHouse's table TTL, DuckDB's periodic delete.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use flywheel_pricing::Price;
@@ -24,6 +27,58 @@ pub struct TableWrite {
     pub table: &'static str,
     pub rows: usize,
     pub seconds: f64,
+}
+
+/// Rows deleted from one table by [`IngestStore::expire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    pub table: &'static str,
+    pub rows: usize,
+}
+
+/// Nanoseconds in a day.
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+
+/// What [`IngestStore::expire`] deletes from one table.
+pub(crate) struct Cutoff {
+    pub table: &'static str,
+    /// The time column of the table's TTL.
+    pub column: &'static str,
+    /// Rows with `column` before this (Unix ns) expire; `None` when it is before the
+    /// representable range (nothing is that old).
+    pub before_ns: Option<i64>,
+}
+
+/// The [`Cutoff`] of each table of `ttl_days`, in [`flywheel_schema::migrate::TTL_COLUMNS`]
+/// order. An unknown table is an error (the configuration validation refuses it first).
+pub(crate) fn expiry_cutoffs(
+    ttl_days: &BTreeMap<String, u32>,
+    now_ns: i64,
+) -> Result<Vec<Cutoff>, StoreError> {
+    use flywheel_schema::migrate::TTL_COLUMNS;
+    if let Some(unknown) = ttl_days
+        .keys()
+        .find(|t| !TTL_COLUMNS.iter().any(|(table, _)| table == t))
+    {
+        return Err(StoreError::Task(format!(
+            "no retention for table {unknown:?}: clickhouse.ttl_days applies to {}",
+            flywheel_schema::migrate::TTL_TABLES.join(", ")
+        )));
+    }
+    Ok(TTL_COLUMNS
+        .iter()
+        .filter_map(|&(table, column)| {
+            let days = *ttl_days.get(table)?;
+            let before_ns = i64::from(days)
+                .checked_mul(DAY_NS)
+                .and_then(|age| now_ns.checked_sub(age));
+            Some(Cutoff {
+                table,
+                column,
+                before_ns,
+            })
+        })
+        .collect())
 }
 
 /// What the ingester writes and reads. `Arc<dyn IngestStore>` coerces to `Arc<dyn Store>`, so
@@ -56,6 +111,21 @@ pub trait IngestStore: Store {
     /// model of `prices` from its price (`flywheel reprice`, [`crate::reprice`]); done when it
     /// returns (ClickHouse: a synchronous mutation; DuckDB: one transaction).
     async fn reprice(&self, prices: &[(String, Price)], since_ns: i64) -> Result<(), StoreError>;
+
+    /// Data retention (`clickhouse.ttl_days`, on both backends): deletes the rows of each table
+    /// of `ttl_days` whose time column ([`flywheel_schema::migrate::TTL_COLUMNS`]) is more than
+    /// that many days before `now_ns` (Unix ns). Returns the rows deleted per table.
+    ///
+    /// - ClickHouse: nothing to do, returns nothing. The tables' `TTL` clause (rendered from
+    ///   `clickhouse.ttl_days` at migration time, with `ttl_only_drop_parts`) expires rows in
+    ///   the background.
+    /// - DuckDB: one `DELETE` per configured table under the write lock, then a `CHECKPOINT`
+    ///   so the file reuses the space; every configured table is returned, also with 0 rows.
+    async fn expire(
+        &self,
+        ttl_days: &BTreeMap<String, u32>,
+        now_ns: i64,
+    ) -> Result<Vec<Expired>, StoreError>;
 }
 
 /// [`crate::open`], as the ingester's store (which is also the read path's).

@@ -36,7 +36,7 @@ pub use crate::clickhouse::ClickHouseStore;
 pub use crate::config::{Backend, StoreConfig};
 pub use crate::detector::DetectorStore;
 pub use crate::duckdb::{required_version as duckdb_required_version, AccessMode, DuckDbStore};
-pub use crate::ingest::{open_ingest, IngestStore, TableWrite};
+pub use crate::ingest::{open_ingest, Expired, IngestStore, TableWrite};
 pub use crate::model::{
     CallFilter, CallRow, FeedbackFilter, FeedbackItem, FeedbackValue, Ids, PageKey, RowBatch,
     SignalItem,

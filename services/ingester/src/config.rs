@@ -52,6 +52,10 @@ pub struct IngesterConfig {
     pub regenerate_window_s: u64,
     /// A conversation without a call for this many seconds has ended.
     pub conversation_idle_s: u64,
+    /// Seconds between two retention runs (also one at start-up): rows older than
+    /// `clickhouse.ttl_days` are deleted from the embedded DuckDB store (ClickHouse's tables
+    /// expire them by their TTL). Nothing runs when `clickhouse.ttl_days` is empty.
+    pub expire_interval_s: u64,
     /// Fault injection for tests only: abort the process right after the N-th successful
     /// insert, before its offsets are committed (0 = never).
     pub test_crash_after_inserts: u64,
@@ -79,6 +83,7 @@ impl Default for IngesterConfig {
             derive_lookback_s: 3 * 3600,
             regenerate_window_s: 300,
             conversation_idle_s: 1800,
+            expire_interval_s: 3600,
             test_crash_after_inserts: 0,
         }
     }
@@ -124,6 +129,12 @@ impl Validate for IngesterConfig {
                     "must exceed conversation_idle_s (an ended conversation must still be in view)",
                 ));
             }
+        }
+        if self.expire_interval_s == 0 || self.expire_interval_s > 7 * 86_400 {
+            return Err(ConfigError::invalid(
+                "ingester.expire_interval_s",
+                "must be between 1 and 604800 (a week)",
+            ));
         }
         if self.batch_max_rows == 0 {
             return Err(ConfigError::invalid(
@@ -187,6 +198,21 @@ mod tests {
         assert_eq!(field(&c).as_deref(), Some("ingester.signals_topic"));
         c.feedback_topic = c.dead_letter_topic.clone();
         assert_eq!(field(&c).as_deref(), Some("ingester.dead_letter_topic"));
+    }
+
+    #[test]
+    fn expire_interval_must_be_positive_and_at_most_a_week() {
+        let mut c = IngesterConfig {
+            expire_interval_s: 0,
+            ..IngesterConfig::default()
+        };
+        assert_eq!(field(&c).as_deref(), Some("ingester.expire_interval_s"));
+        c.expire_interval_s = 7 * 86_400 + 1;
+        assert_eq!(field(&c).as_deref(), Some("ingester.expire_interval_s"));
+        c.expire_interval_s = 7 * 86_400;
+        assert_eq!(field(&c), None);
+        c.expire_interval_s = 1;
+        assert_eq!(field(&c), None);
     }
 
     #[test]

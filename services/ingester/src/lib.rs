@@ -11,7 +11,8 @@
 //! `ExportTraceServiceRequest` into rows; when a batch is full or old enough, [`writer`] inserts
 //! it with a deduplication token derived from the offset range, and only then is the offset
 //! committed. Messages that cannot be stored go to a dead-letter topic ([`dead_letter`]).
-//! Beside the loop, [`derive`] infers implicit signals from stored calls.
+//! Beside the loop, [`derive`] infers implicit signals from stored calls and [`expire`] deletes
+//! rows older than `clickhouse.ttl_days` (embedded store; ClickHouse's table TTL does it there).
 //!
 //! Start reading at [`run`].
 
@@ -20,13 +21,14 @@ pub mod config;
 pub mod consumer;
 pub mod dead_letter;
 pub mod derive;
+pub mod expire;
 pub mod map;
 pub mod message;
 pub mod metrics;
 pub mod pricing;
 pub mod writer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,10 +81,13 @@ pub async fn open_store(
 /// Runs the ingester until `shutdown`, writing to `store` ([`open_store`]), then inserts
 /// complete batches, commits and returns. `bus` gives the consumer ([`consumer::source_spec`])
 /// and the dead-letter publisher: `flywheel_bus::KafkaBus` or `flywheel_wal::WalBus`.
+/// `ttl_days` (`clickhouse.ttl_days`) is the retention [`expire`] applies every
+/// `ingester.expire_interval_s`.
 pub async fn run<B: Bus>(
     config: IngesterConfig,
     bus: &B,
     store: Arc<dyn IngestStore>,
+    ttl_days: BTreeMap<String, u32>,
     registry: &Registry,
     readiness: &Readiness,
     shutdown: CancellationToken,
@@ -118,7 +123,16 @@ pub async fn run<B: Bus>(
             shutdown.clone(),
         ))
     });
-    tracing::info!(topics = ?topics.names(), group = %config.group_id, store = store.backend(), derive_signals = config.derive_signals, "ingester consuming");
+    let expire = (!ttl_days.is_empty()).then(|| {
+        tokio::spawn(expire::run_periodically(
+            Duration::from_secs(config.expire_interval_s),
+            ttl_days.clone(),
+            store.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ))
+    });
+    tracing::info!(topics = ?topics.names(), group = %config.group_id, store = store.backend(), derive_signals = config.derive_signals, ?ttl_days, "ingester consuming");
     consumer::Ingest {
         mapper: map::Mapper::new(prices, config.clone()),
         config,
@@ -132,7 +146,7 @@ pub async fn run<B: Bus>(
     }
     .run(shutdown.clone())
     .await;
-    if let Some(task) = derive {
+    for task in [derive, expire].into_iter().flatten() {
         let _ = task.await;
     }
     Ok(())

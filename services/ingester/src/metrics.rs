@@ -17,6 +17,8 @@ pub const INVALID_SPAN_EVENTS: &str = "flywheel_ingester_invalid_span_events_tot
 pub const DERIVED_SIGNALS: &str = "flywheel_ingester_derived_signals_total";
 pub const DERIVE_RUNS: &str = "flywheel_ingester_derive_runs_total";
 pub const DERIVE_ERRORS: &str = "flywheel_ingester_derive_errors_total";
+pub const EXPIRED_ROWS: &str = "flywheel_ingester_expired_rows_total";
+pub const EXPIRE_ERRORS: &str = "flywheel_ingester_expire_errors_total";
 
 /// Tables the ingester writes (the `table` label of the row and latency metrics).
 pub const TABLES: [&str; 4] = ["otel_traces", "llm_calls", "feedback", "signals"];
@@ -51,6 +53,11 @@ pub struct Metrics {
     pub derive_runs: IntCounter,
     /// Derivation runs that failed (retried at the next interval).
     pub derive_errors: IntCounter,
+    /// Rows deleted by retention (`clickhouse.ttl_days` on DuckDB; ClickHouse's table TTL is
+    /// not counted), by table.
+    pub expired_rows: IntCounterVec,
+    /// Retention runs that failed (retried at the next interval).
+    pub expire_errors: IntCounter,
 }
 
 impl Metrics {
@@ -115,6 +122,17 @@ impl Metrics {
                 DERIVE_ERRORS,
                 "Signal derivation runs that failed (retried at the next interval).",
             )?,
+            expired_rows: IntCounterVec::new(
+                Opts::new(
+                    EXPIRED_ROWS,
+                    "Rows deleted because they are older than clickhouse.ttl_days (embedded store), by table.",
+                ),
+                &["table"],
+            )?,
+            expire_errors: IntCounter::new(
+                EXPIRE_ERRORS,
+                "Retention runs that failed (retried at the next interval).",
+            )?,
         };
         registry.register(Box::new(m.rows_inserted.clone()))?;
         registry.register(Box::new(m.insert_duration.clone()))?;
@@ -128,8 +146,11 @@ impl Metrics {
         registry.register(Box::new(m.derived_signals.clone()))?;
         registry.register(Box::new(m.derive_runs.clone()))?;
         registry.register(Box::new(m.derive_errors.clone()))?;
+        registry.register(Box::new(m.expired_rows.clone()))?;
+        registry.register(Box::new(m.expire_errors.clone()))?;
         for table in TABLES {
             m.rows_inserted.with_label_values(&[table]);
+            m.expired_rows.with_label_values(&[table]);
         }
         for kind in DERIVED_TYPES {
             m.derived_signals.with_label_values(&[kind]);

@@ -1,5 +1,6 @@
 //! [`IngestStore`] on DuckDB: token, marker and rows in one transaction.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use flywheel_pricing::Price;
@@ -7,7 +8,7 @@ use flywheel_schema::rows::{IngestBatchRow, SignalRow};
 
 use super::{lock_poisoned, write, DuckDbStore};
 use crate::derive::{Rule, Window};
-use crate::ingest::{IngestStore, TableWrite};
+use crate::ingest::{Cutoff, Expired, IngestStore, TableWrite};
 use crate::reprice;
 use crate::sql::Dialect;
 use crate::{RowBatch, StoreError};
@@ -136,6 +137,49 @@ impl IngestStore for DuckDbStore {
         })
         .await
     }
+
+    /// One `DELETE` per configured table (each its own transaction) under the write lock, then,
+    /// if any row went, a `CHECKPOINT` so that the file reuses the freed blocks (it does not
+    /// shrink). A failed checkpoint is only logged: DuckDB checkpoints by itself later.
+    async fn expire(
+        &self,
+        ttl_days: &BTreeMap<String, u32>,
+        now_ns: i64,
+    ) -> Result<Vec<Expired>, StoreError> {
+        let cutoffs = crate::ingest::expiry_cutoffs(ttl_days, now_ns)?;
+        if cutoffs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let writes = self.writes.clone();
+        self.run(move |c| {
+            let _one_writer = writes.lock().map_err(lock_poisoned)?;
+            let mut expired = Vec::with_capacity(cutoffs.len());
+            for Cutoff {
+                table,
+                column,
+                before_ns,
+            } in cutoffs
+            {
+                let rows = match before_ns {
+                    Some(cutoff) => c.execute(
+                        &format!(
+                            "DELETE FROM \"{table}\" WHERE \"{column}\" < make_timestamp_ns(?)"
+                        ),
+                        [cutoff],
+                    )?,
+                    None => 0,
+                };
+                expired.push(Expired { table, rows });
+            }
+            if expired.iter().any(|e| e.rows > 0) {
+                if let Err(e) = c.execute_batch("CHECKPOINT") {
+                    tracing::warn!(error = %e, "checkpoint after expiring rows failed");
+                }
+            }
+            Ok(expired)
+        })
+        .await
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -174,7 +218,7 @@ fn signal_row(r: &duckdb::Row<'_>) -> Result<SignalRow, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use flywheel_schema::rows::LlmCallRow;
+    use flywheel_schema::rows::{FeedbackRow, LlmCallRow, OtelTraceRow};
 
     use super::*;
     use crate::Store;
@@ -221,6 +265,149 @@ mod tests {
         assert_eq!(count(&store, "SELECT count() FROM insert_tokens").await, 0);
         assert_eq!(count(&store, "SELECT count() FROM ingest_batches").await, 0);
         assert!(store.ping().await.is_ok());
+    }
+
+    const DAY: i64 = 86_400 * 1_000_000_000;
+    /// A fixed "now" (2024-06-01T00:00:00Z): no test depends on the wall clock.
+    const NOW: i64 = 1_717_200_000 * 1_000_000_000;
+
+    fn call(trace_id: &str, timestamp: i64) -> LlmCallRow {
+        LlmCallRow {
+            project: "p".into(),
+            trace_id: trace_id.into(),
+            timestamp,
+            ..LlmCallRow::default()
+        }
+    }
+
+    /// Rows of every TTL table at `NOW` minus the given ages (ns).
+    async fn store_with_ages(ages: &[i64]) -> DuckDbStore {
+        let store = DuckDbStore::in_memory().unwrap();
+        let mut batch = RowBatch::new("ages");
+        for (i, age) in ages.iter().enumerate() {
+            let ts = NOW - age;
+            batch.otel_traces.push(OtelTraceRow {
+                timestamp: ts,
+                trace_id: format!("t{i}"),
+                span_id: format!("s{i}"),
+                ..OtelTraceRow::default()
+            });
+            batch.llm_calls.push(call(&format!("t{i}"), ts));
+            batch.feedback.push(FeedbackRow {
+                id: format!("f{i}"),
+                project: "p".into(),
+                timestamp: ts,
+                ..FeedbackRow::default()
+            });
+            batch.signals.push(SignalRow {
+                id: format!("s{i}"),
+                project: "p".into(),
+                timestamp: ts,
+                ..SignalRow::default()
+            });
+        }
+        store.ingest(&marker(0), &batch).await.unwrap();
+        store
+    }
+
+    fn ttl(entries: &[(&str, u32)]) -> BTreeMap<String, u32> {
+        entries.iter().map(|(t, d)| (t.to_string(), *d)).collect()
+    }
+
+    #[tokio::test]
+    async fn expire_deletes_old_rows_of_configured_tables_only() {
+        // Ages: 40 days, 31 days, 30 days minus 1 ns (kept at 30 days), 1 day, now.
+        let store = store_with_ages(&[40 * DAY, 31 * DAY, 30 * DAY - 1, DAY, 0]).await;
+        let expired = store
+            .expire(&ttl(&[("llm_calls", 30), ("signals", 2)]), NOW)
+            .await
+            .unwrap();
+        assert_eq!(
+            expired,
+            vec![
+                Expired {
+                    table: "llm_calls",
+                    rows: 2
+                },
+                Expired {
+                    table: "signals",
+                    rows: 3
+                },
+            ]
+        );
+        assert_eq!(count(&store, "SELECT count() FROM llm_calls").await, 3);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count() FROM llm_calls WHERE trace_id IN ('t2', 't3', 't4')"
+            )
+            .await,
+            3
+        );
+        assert_eq!(count(&store, "SELECT count() FROM signals").await, 2);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count() FROM signals WHERE id IN ('s3', 's4')"
+            )
+            .await,
+            2
+        );
+        // Not configured: untouched.
+        assert_eq!(count(&store, "SELECT count() FROM otel_traces").await, 5);
+        assert_eq!(count(&store, "SELECT count() FROM feedback").await, 5);
+        assert_eq!(count(&store, "SELECT count() FROM ingest_batches").await, 1);
+        // Again at the same time: nothing left to delete.
+        let again = store
+            .expire(&ttl(&[("llm_calls", 30), ("signals", 2)]), NOW)
+            .await
+            .unwrap();
+        assert!(again.iter().all(|e| e.rows == 0), "{again:?}");
+        assert_eq!(again.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn expire_uses_each_tables_time_column() {
+        let store = store_with_ages(&[10 * DAY, 0]).await;
+        let expired = store
+            .expire(&ttl(&[("otel_traces", 5), ("feedback", 5)]), NOW)
+            .await
+            .unwrap();
+        let rows: Vec<_> = expired.iter().map(|e| (e.table, e.rows)).collect();
+        assert_eq!(rows, vec![("otel_traces", 1), ("feedback", 1)]);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count() FROM otel_traces WHERE TraceId = 't1'"
+            )
+            .await,
+            1
+        );
+        assert_eq!(
+            count(&store, "SELECT count() FROM feedback WHERE id = 'f1'").await,
+            1
+        );
+        assert_eq!(count(&store, "SELECT count() FROM llm_calls").await, 2);
+        assert_eq!(count(&store, "SELECT count() FROM signals").await, 2);
+    }
+
+    #[tokio::test]
+    async fn expire_without_tables_or_with_a_huge_ttl_deletes_nothing() {
+        let store = store_with_ages(&[3650 * DAY]).await;
+        assert_eq!(store.expire(&BTreeMap::new(), NOW).await.unwrap(), vec![]);
+        let expired = store
+            .expire(&ttl(&[("llm_calls", u32::MAX)]), NOW)
+            .await
+            .unwrap();
+        assert_eq!(
+            expired,
+            vec![Expired {
+                table: "llm_calls",
+                rows: 0
+            }]
+        );
+        assert_eq!(count(&store, "SELECT count() FROM llm_calls").await, 1);
+        assert!(store.expire(&ttl(&[("alerts", 1)]), NOW).await.is_err());
     }
 
     #[tokio::test]
