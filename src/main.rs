@@ -50,8 +50,8 @@ enum Command {
     /// when `detector.slo_file` is set.
     All,
     /// Run every service in one process with nothing external: the embedded write-ahead log in
-    /// place of Kafka and DuckDB in place of ClickHouse, in `./flywheel-data` (flags switch
-    /// either half to a server). The status page is on the api (http://127.0.0.1:8080/).
+    /// place of Kafka and DuckDB in place of ClickHouse, in `./flywheel-data` (flags or
+    /// configuration switch either half to a server). The status page is on the api (http://127.0.0.1:8080/).
     Up(up::UpArgs),
     /// `flywheel up` on a fresh data directory plus the traffic simulator with four scheduled
     /// incidents: alerts as they fire and resolve, then detection times beside their minimum.
@@ -108,22 +108,31 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = config::load(cli.config.as_deref())?;
+    let mut command = cli.command;
+    if let Command::Demo(args) = &mut command {
+        args.data_dir.get_or_insert_with(up::demo_data_dir);
+    }
+    let file = cli.config.as_deref();
+    let config = match &command {
+        // Over `up`'s own defaults: the embedded bus and store.
+        Command::Up(args) | Command::Demo(args) => up::embedded(file, std::env::vars(), args)?,
+        _ => config::load(file)?,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    match cli.command {
+    match command {
         Command::Collector => runtime.block_on(start(config, &[Service::Collector], None)),
         Command::Ingester => runtime.block_on(start(config, &[Service::Ingester], None)),
         Command::Api => runtime.block_on(start(config, &[Service::Api], None)),
         Command::Detector => runtime.block_on(start(config, &[Service::Detector], None)),
         Command::All => runtime.block_on(all(config, None)),
-        Command::Up(args) => runtime.block_on(async {
-            let config = up::embedded(config, &args)?;
-            all(config, None).await
-        }),
-        Command::Demo(args) => runtime.block_on(up::demo(config, args)),
+        Command::Up(_) => runtime.block_on(all(config, None)),
+        Command::Demo(args) => {
+            let dir = args.data_dir.context("demo has a data directory")?;
+            runtime.block_on(up::demo(config, &dir))
+        }
         Command::Export(args) => runtime.block_on(export::run(&config, *args)),
         Command::Migrate => runtime.block_on(migrate(&config)),
         Command::Reprice { since } => {

@@ -2,18 +2,18 @@
 //! (`up` plus the traffic simulator, [`crate::demo`]).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use flywheel_config::Validate;
+use flywheel_config::{Layers, Validate};
 use flywheel_core::wire;
 use flywheel_detector::oracle::{Recorded, Topic};
 use flywheel_wal::Wal;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BusKind, FlywheelConfig};
+use crate::config::FlywheelConfig;
 
 /// SLOs `up` starts with when none are configured.
 const DEFAULT_SLOS: &str = include_str!("../deploy/up/slos.yaml");
@@ -22,8 +22,9 @@ const DEFAULT_SLOS: &str = include_str!("../deploy/up/slos.yaml");
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct UpArgs {
     /// Data directory: the write-ahead log (`wal/`), the DuckDB file (`flywheel.duckdb`) and
-    /// the SLO file. Default `./flywheel-data` (`demo`: a new directory under the system's
-    /// temporary directory).
+    /// the SLO file, unless `bus.wal.dir`, `store.path` or `detector.slo_file` are configured.
+    /// Default `./flywheel-data` (`demo`: a new directory under the system's temporary
+    /// directory).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Use these Kafka brokers instead of the embedded write-ahead log.
@@ -34,35 +35,38 @@ pub struct UpArgs {
     pub clickhouse: Option<String>,
 }
 
-/// The configuration of `up`: the write-ahead log and DuckDB in the data directory unless a
-/// flag names a server; the default SLO file when none is set.
-pub fn embedded(mut config: FlywheelConfig, args: &UpArgs) -> anyhow::Result<FlywheelConfig> {
+/// The data directory when `--data-dir` is not given.
+const DEFAULT_DATA_DIR: &str = "./flywheel-data";
+
+/// The configuration of `up` from `file` and `env`, which override `up`'s defaults (the
+/// write-ahead log and DuckDB in the data directory, where `flywheel all` defaults to Kafka and
+/// ClickHouse) and are overridden by the flags; the default SLO file when none is set.
+pub fn embedded<I>(file: Option<&Path>, env: I, args: &UpArgs) -> anyhow::Result<FlywheelConfig>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
     let dir = args
         .data_dir
         .clone()
-        .unwrap_or_else(|| PathBuf::from("./flywheel-data"));
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let mut layers = Layers::new()
+        .with_default("bus.kind", "wal")
+        .with_default("bus.wal.dir", dir.join("wal"))
+        .with_default("store.backend", "duckdb")
+        .with_default("store.path", dir.join("flywheel.duckdb"));
+    if let Some(brokers) = &args.kafka {
+        layers = layers
+            .with_override("bus.kind", "kafka")
+            .with_override("kafka.brokers", brokers);
+    }
+    if let Some(url) = &args.clickhouse {
+        layers = layers
+            .with_override("store.backend", "clickhouse")
+            .with_override("clickhouse.url", url);
+    }
+    let mut config: FlywheelConfig = flywheel_config::load_layered(file, env, layers)?;
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-    match &args.kafka {
-        Some(brokers) => {
-            config.bus.kind = BusKind::Kafka;
-            config.kafka.brokers = brokers.clone();
-        }
-        None => {
-            config.bus.kind = BusKind::Wal;
-            config.bus.wal.dir = dir.join("wal");
-        }
-    }
-    match &args.clickhouse {
-        Some(url) => {
-            config.store.backend = flywheel_store::Backend::ClickHouse;
-            config.clickhouse.url = url.clone();
-        }
-        None => {
-            config.store.backend = flywheel_store::Backend::DuckDb;
-            config.store.path = dir.join("flywheel.duckdb");
-        }
-    }
     if config.detector.slo_file.is_none() {
         let path = dir.join("slos.yaml");
         if !path.exists() {
@@ -73,6 +77,15 @@ pub fn embedded(mut config: FlywheelConfig, args: &UpArgs) -> anyhow::Result<Fly
     }
     config.validate()?;
     Ok(config)
+}
+
+/// `demo`'s data directory when `--data-dir` is not given: a new one under the system's
+/// temporary directory.
+pub fn demo_data_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "flywheel-demo-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S")
+    ))
 }
 
 /// Told by the server once everything is up: its shutdown token and, on the embedded bus, the
@@ -96,17 +109,8 @@ fn local(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// `flywheel demo`.
-pub async fn demo(config: FlywheelConfig, mut args: UpArgs) -> anyhow::Result<()> {
-    let dir = match &args.data_dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!(
-            "flywheel-demo-{}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%S")
-        )),
-    };
-    args.data_dir = Some(dir.clone());
-    let mut config = embedded(config, &args)?;
+/// `flywheel demo` with `up`'s configuration ([`embedded`]) in `dir`.
+pub async fn demo(mut config: FlywheelConfig, dir: &Path) -> anyhow::Result<()> {
     let slos = dir.join("demo-slos.yaml");
     std::fs::write(&slos, crate::demo::SLOS).context("cannot write the demo SLO file")?;
     config.detector.slo_file = Some(slos);
@@ -143,7 +147,7 @@ pub async fn demo(config: FlywheelConfig, mut args: UpArgs) -> anyhow::Result<()
         Some(wal) => read_wal(wal, &topics),
         None => read_kafka(&kafka, &topics),
     };
-    let result = crate::demo::drive(&target, &dir, recorded, shutdown.clone()).await;
+    let result = crate::demo::drive(&target, dir, recorded, shutdown.clone()).await;
     shutdown.cancel();
     server.await.context("flywheel panicked")??;
     result
@@ -232,4 +236,154 @@ fn read_kafka(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flywheel_store::Backend;
+
+    use super::*;
+    use crate::config::BusKind;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    fn args(dir: &Path) -> UpArgs {
+        UpArgs {
+            data_dir: Some(dir.to_path_buf()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn nothing_set_is_the_wal_and_duckdb_in_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let config = embedded(None, env(&[]), &args(&data)).unwrap();
+        assert_eq!(config.bus.kind, BusKind::Wal);
+        assert_eq!(config.bus.wal.dir, data.join("wal"));
+        assert_eq!(config.store.backend, Backend::DuckDb);
+        assert_eq!(config.store.path, data.join("flywheel.duckdb"));
+        assert_eq!(config.detector.slo_file, Some(data.join("slos.yaml")));
+        assert!(data.join("slos.yaml").is_file());
+    }
+
+    #[test]
+    fn the_config_file_beats_the_embedded_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(
+            "[bus]\nkind = \"kafka\"\n[kafka]\nbrokers = \"k:9092\"\n\
+             [store]\nbackend = \"clickhouse\"\n[clickhouse]\nurl = \"http://ch:8123\"\n",
+        );
+        let config = embedded(Some(f.path()), env(&[]), &args(dir.path())).unwrap();
+        assert_eq!(config.bus.kind, BusKind::Kafka);
+        assert_eq!(config.kafka.brokers, "k:9092");
+        assert_eq!(config.store.backend, Backend::ClickHouse);
+        assert_eq!(config.clickhouse.url, "http://ch:8123");
+    }
+
+    #[test]
+    fn the_environment_beats_the_embedded_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = embedded(
+            None,
+            env(&[
+                ("FLYWHEEL_BUS__KIND", "kafka"),
+                ("FLYWHEEL_STORE__BACKEND", "clickhouse"),
+            ]),
+            &args(dir.path()),
+        )
+        .unwrap();
+        assert_eq!(config.bus.kind, BusKind::Kafka);
+        assert_eq!(config.store.backend, Backend::ClickHouse);
+
+        // Each half alone: the other keeps up's default.
+        let config = embedded(
+            None,
+            env(&[("FLYWHEEL_STORE__BACKEND", "clickhouse")]),
+            &args(dir.path()),
+        )
+        .unwrap();
+        assert_eq!(config.bus.kind, BusKind::Wal);
+        assert_eq!(config.store.backend, Backend::ClickHouse);
+    }
+
+    #[test]
+    fn flags_beat_the_config_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = file(
+            "[bus]\nkind = \"wal\"\n[kafka]\nbrokers = \"file:9092\"\n\
+             [store]\nbackend = \"duckdb\"\n[clickhouse]\nurl = \"http://file:8123\"\n",
+        );
+        let config = embedded(
+            Some(f.path()),
+            env(&[
+                ("FLYWHEEL_BUS__KIND", "wal"),
+                ("FLYWHEEL_CLICKHOUSE__URL", "http://env:8123"),
+            ]),
+            &UpArgs {
+                kafka: Some("flag:9092".into()),
+                clickhouse: Some("http://flag:8123".into()),
+                ..args(dir.path())
+            },
+        )
+        .unwrap();
+        assert_eq!(config.bus.kind, BusKind::Kafka);
+        assert_eq!(config.kafka.brokers, "flag:9092");
+        assert_eq!(config.store.backend, Backend::ClickHouse);
+        assert_eq!(config.clickhouse.url, "http://flag:8123");
+    }
+
+    #[test]
+    fn configured_paths_beat_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, db, slos) = (
+            dir.path().join("elsewhere/wal"),
+            dir.path().join("elsewhere/calls.duckdb"),
+            dir.path().join("my-slos.yaml"),
+        );
+        std::fs::write(&slos, DEFAULT_SLOS).unwrap();
+        let f = file(&format!(
+            "[bus.wal]\ndir = {:?}\n[store]\npath = {:?}\n",
+            wal.display().to_string(),
+            db.display().to_string()
+        ));
+        let data = dir.path().join("data");
+        let config = embedded(
+            Some(f.path()),
+            env(&[("FLYWHEEL_DETECTOR__SLO_FILE", slos.to_str().unwrap())]),
+            &args(&data),
+        )
+        .unwrap();
+        assert_eq!(config.bus.kind, BusKind::Wal);
+        assert_eq!(config.bus.wal.dir, wal);
+        assert_eq!(config.store.backend, Backend::DuckDb);
+        assert_eq!(config.store.path, db);
+        assert_eq!(config.detector.slo_file, Some(slos));
+        assert!(!data.join("slos.yaml").exists());
+    }
+
+    #[test]
+    fn an_invalid_configured_value_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = embedded(
+            None,
+            env(&[("FLYWHEEL_STORE__BACKEND", "postgres")]),
+            &args(dir.path()),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("store.backend"), "{err:#}");
+    }
 }

@@ -9,12 +9,17 @@
 //!   `FLYWHEEL_AUTH__REQUIRED=true`). Variables without `__` (such as `FLYWHEEL_HOME`
 //!   used by the scripts) are not configuration and are ignored;
 //! - then [`Validate::validate`] checks what types cannot, and names the field at fault.
+//!
+//! A command can add [`Layers`] ([`load_layered`]): defaults of its own beneath the file and
+//! the environment (`flywheel up`'s embedded bus and store, where the types default to Kafka
+//! and ClickHouse) and values above them (its command-line flags).
 
 use std::path::Path;
 
 use figment::providers::{Format, Serialized, Toml};
 use figment::Figment;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// Environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "FLYWHEEL_";
@@ -48,6 +53,35 @@ pub trait Validate {
     fn validate(&self) -> Result<(), ConfigError>;
 }
 
+/// Values layered beneath and above the file and the environment, each at a dotted key
+/// (`store.backend`, `bus.wal.dir`) and spelled as in the file (`"duckdb"`).
+#[derive(Default)]
+pub struct Layers {
+    beneath: Figment,
+    above: Figment,
+}
+
+impl Layers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `key` is `value` unless the file or the environment sets it: a default in place of the
+    /// type's own.
+    #[must_use]
+    pub fn with_default(mut self, key: &str, value: impl Serialize) -> Self {
+        self.beneath = self.beneath.merge(Serialized::default(key, value));
+        self
+    }
+
+    /// `key` is `value` whatever the file and the environment say (a command-line flag).
+    #[must_use]
+    pub fn with_override(mut self, key: &str, value: impl Serialize) -> Self {
+        self.above = self.above.merge(Serialized::default(key, value));
+        self
+    }
+}
+
 /// Loads `T` from an optional TOML file and the process environment.
 pub fn load<T: DeserializeOwned + Validate>(file: Option<&Path>) -> Result<T, ConfigError> {
     load_with_env(file, std::env::vars())
@@ -60,7 +94,17 @@ where
     T: DeserializeOwned + Validate,
     I: IntoIterator<Item = (String, String)>,
 {
-    let mut figment = Figment::new();
+    load_layered(file, env, Layers::new())
+}
+
+/// Loads `T` from, in increasing precedence: the type's defaults, `layers`' defaults, an
+/// optional TOML file, the given environment, `layers`' overrides.
+pub fn load_layered<T, I>(file: Option<&Path>, env: I, layers: Layers) -> Result<T, ConfigError>
+where
+    T: DeserializeOwned + Validate,
+    I: IntoIterator<Item = (String, String)>,
+{
+    let mut figment = layers.beneath;
     if let Some(path) = file {
         // Read it ourselves so that a missing file is an error rather than silently ignored.
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -81,6 +125,7 @@ where
         let parsed: figment::value::Value = value.parse().unwrap_or_else(|e| match e {});
         figment = figment.merge(Serialized::default(&path, parsed));
     }
+    figment = figment.merge(layers.above);
     let value: T = figment
         .extract()
         .map_err(|e| ConfigError::Parse(Box::new(e)))?;
@@ -171,6 +216,51 @@ mod tests {
             err.to_string(),
             "invalid configuration: `section.name` must not be 'bad'"
         );
+    }
+
+    /// Layer defaults give way to the file and the environment, overrides to nothing; keys
+    /// nobody sets keep the type's default.
+    #[test]
+    fn layers_sit_beneath_and_above_file_and_env() {
+        let layers = || {
+            Layers::new()
+                .with_default("section.port", 7)
+                .with_default("section.name", "layer")
+        };
+        let root: Root = load_layered(None, env(&[]), layers()).unwrap();
+        assert_eq!(
+            (root.section.port, root.section.name.as_str()),
+            (7, "layer")
+        );
+        assert!(!root.section.enabled);
+
+        let f = file("[section]\nname = \"file\"\n");
+        let root: Root = load_layered(
+            Some(f.path()),
+            env(&[("FLYWHEEL_SECTION__PORT", "9")]),
+            layers(),
+        )
+        .unwrap();
+        assert_eq!((root.section.port, root.section.name.as_str()), (9, "file"));
+
+        let root: Root = load_layered(
+            Some(f.path()),
+            env(&[("FLYWHEEL_SECTION__NAME", "env")]),
+            layers().with_override("section.name", "flag"),
+        )
+        .unwrap();
+        assert_eq!((root.section.port, root.section.name.as_str()), (7, "flag"));
+    }
+
+    #[test]
+    fn overrides_are_validated() {
+        let err = load_layered::<Root, _>(
+            None,
+            env(&[]),
+            Layers::new().with_override("section.name", "bad"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("section.name"), "{err}");
     }
 
     #[test]
