@@ -460,3 +460,35 @@ async fn kafka_and_clickhouse_flags_switch_one_half_each() {
     );
     p.drop_database().await;
 }
+
+/// `up`'s embedded halves are defaults only: a configuration file that chooses the ClickHouse
+/// store is obeyed (no DuckDB file in the data directory, calls stored in ClickHouse, which
+/// `up` migrates itself), while the bus keeps `up`'s write-ahead log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_clickhouse_store_beats_the_embedded_default() {
+    let p = Pipeline::new(&kafka_brokers(), &clickhouse_url());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("flywheel.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\nbackend = \"clickhouse\"\n\n[clickhouse]\nurl = {:?}\ndatabase = {:?}\n",
+            p.clickhouse, p.database
+        ),
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let up = Up::start_with(dir.path(), "up-config.log", &[], &["--config", &config]);
+    let data = dir.path().join("data");
+    assert!(data.join("wal").is_dir(), "no write-ahead log");
+    let client = reqwest::Client::new();
+    assert_eq!(post(&client, &up.traces, 0).await, Some(200));
+    p.wait_count("SELECT count() FROM llm_calls FINAL", 2, TIMEOUT)
+        .await;
+    assert!(up.terminate().success());
+    assert!(
+        !data.join("flywheel.duckdb").exists(),
+        "DuckDB file created although the config chose ClickHouse"
+    );
+    p.drop_database().await;
+}
