@@ -121,6 +121,8 @@ pub trait IngestStore: Store {
     ///   the background.
     /// - DuckDB: one `DELETE` per configured table under the write lock, then a `CHECKPOINT`
     ///   so the file reuses the space; every configured table is returned, also with 0 rows.
+    ///   Batch tokens (`insert_tokens`) older than a week go too, whatever `ttl_days` says
+    ///   (listed when any went).
     async fn expire(
         &self,
         ttl_days: &BTreeMap<String, u32>,

@@ -44,8 +44,8 @@ pub async fn run_once(
     result
 }
 
-/// Runs [`run_once`] at start-up and every `interval` until `shutdown`; returns at once when
-/// `ttl_days` is empty (nothing expires).
+/// Runs [`run_once`] at start-up and every `interval` until `shutdown` (with `ttl_days` empty
+/// too: DuckDB still forgets week-old batch tokens; ClickHouse answers at once).
 pub async fn run_periodically(
     interval: Duration,
     ttl_days: BTreeMap<String, u32>,
@@ -53,9 +53,6 @@ pub async fn run_periodically(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
-    if ttl_days.is_empty() {
-        return;
-    }
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -123,15 +123,13 @@ pub async fn run<B: Bus>(
             shutdown.clone(),
         ))
     });
-    let expire = (!ttl_days.is_empty()).then(|| {
-        tokio::spawn(expire::run_periodically(
-            Duration::from_secs(config.expire_interval_s),
-            ttl_days.clone(),
-            store.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        ))
-    });
+    let expire = Some(tokio::spawn(expire::run_periodically(
+        Duration::from_secs(config.expire_interval_s),
+        ttl_days.clone(),
+        store.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )));
     tracing::info!(topics = ?topics.names(), group = %config.group_id, store = store.backend(), derive_signals = config.derive_signals, ?ttl_days, "ingester consuming");
     consumer::Ingest {
         mapper: map::Mapper::new(prices, config.clone()),

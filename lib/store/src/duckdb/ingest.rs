@@ -147,13 +147,22 @@ impl IngestStore for DuckDbStore {
         now_ns: i64,
     ) -> Result<Vec<Expired>, StoreError> {
         let cutoffs = crate::ingest::expiry_cutoffs(ttl_days, now_ns)?;
-        if cutoffs.is_empty() {
-            return Ok(Vec::new());
-        }
         let writes = self.writes.clone();
         self.run(move |c| {
             let _one_writer = writes.lock().map_err(lock_poisoned)?;
-            let mut expired = Vec::with_capacity(cutoffs.len());
+            let mut expired = Vec::with_capacity(cutoffs.len() + 1);
+            // Batch tokens older than a week: the ingester replays from its committed offset
+            // (minutes back), and ClickHouse's own deduplication window is 10,000 inserts.
+            let tokens = c.execute(
+                "DELETE FROM insert_tokens WHERE inserted_at < make_timestamp_ns(?)",
+                [now_ns.saturating_sub(TOKEN_DAYS * 86_400 * 1_000_000_000)],
+            )?;
+            if tokens > 0 {
+                expired.push(Expired {
+                    table: "insert_tokens",
+                    rows: tokens,
+                });
+            }
             for Cutoff {
                 table,
                 column,
@@ -181,6 +190,9 @@ impl IngestStore for DuckDbStore {
         .await
     }
 }
+
+/// How long a stored batch's token is kept (a replay of that batch is refused meanwhile).
+const TOKEN_DAYS: i64 = 7;
 
 #[derive(serde::Deserialize)]
 struct Entry {
@@ -265,6 +277,47 @@ mod tests {
         assert_eq!(count(&store, "SELECT count() FROM insert_tokens").await, 0);
         assert_eq!(count(&store, "SELECT count() FROM ingest_batches").await, 0);
         assert!(store.ping().await.is_ok());
+    }
+
+    /// Week-old batch tokens go with every expiry run, whatever the table TTLs; newer ones
+    /// stay (a replay of their batch is still refused).
+    #[tokio::test]
+    async fn expire_forgets_week_old_batch_tokens_only() {
+        let store = DuckDbStore::in_memory().unwrap();
+        store
+            .run(|c| {
+                c.execute_batch(
+                    "INSERT INTO insert_tokens (token, inserted_at) VALUES \
+                     ('old', TIMESTAMP '2024-05-24 23:59:59'), \
+                     ('recent', TIMESTAMP '2024-05-25 00:00:01')",
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // NOW is 2024-06-01T00:00:00Z: the cut is 2024-05-25T00:00:00.
+        let expired = store.expire(&BTreeMap::new(), NOW).await.unwrap();
+        assert_eq!(
+            expired,
+            vec![Expired {
+                table: "insert_tokens",
+                rows: 1
+            }]
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count() FROM insert_tokens WHERE token = 'recent'"
+            )
+            .await,
+            1
+        );
+        assert_eq!(count(&store, "SELECT count() FROM insert_tokens").await, 1);
+        assert!(store
+            .expire(&BTreeMap::new(), NOW)
+            .await
+            .unwrap()
+            .is_empty());
     }
 
     const DAY: i64 = 86_400 * 1_000_000_000;
