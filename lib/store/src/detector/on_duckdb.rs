@@ -5,24 +5,10 @@
 use duckdb::types::ValueRef;
 use duckdb::Row;
 use flywheel_schema::rows::AlertRow;
-use serde::Deserialize;
 
 use super::{CallKey, LastState, SpendRow, StoredCall, StoredItem};
-use crate::duckdb::{ts, FromRow};
+use crate::duckdb::{json_map, ts, FromRow};
 use crate::StoreError;
-
-#[derive(Deserialize)]
-struct Entry {
-    key: String,
-    value: String,
-}
-
-/// A map column read as `to_json(map_entries(...))`, entries in their stored order.
-fn map(row: &Row<'_>, i: usize) -> Result<Vec<(String, String)>, StoreError> {
-    let json: String = row.get(i)?;
-    let entries: Vec<Entry> = serde_json::from_str(&json)?;
-    Ok(entries.into_iter().map(|e| (e.key, e.value)).collect())
-}
 
 /// A nullable timestamp column as Unix nanoseconds.
 fn opt_ts(row: &Row<'_>, i: usize) -> Result<Option<i64>, StoreError> {
@@ -36,8 +22,8 @@ impl FromRow for LastState {
     fn from_row(r: &Row<'_>) -> Result<Self, StoreError> {
         Ok(Self {
             fingerprint: r.get(0)?,
-            labels: map(r, 1)?,
-            annotations: map(r, 2)?,
+            labels: json_map(r, 1)?,
+            annotations: json_map(r, 2)?,
             starts_at: ts(r, 3)?,
             event_time: ts(r, 4)?,
             state: r.get(5)?,
@@ -55,8 +41,8 @@ impl FromRow for AlertRow {
             severity: r.get(4)?,
             state: r.get(5)?,
             announced: r.get(6)?,
-            labels: map(r, 7)?,
-            annotations: map(r, 8)?,
+            labels: json_map(r, 7)?,
+            annotations: json_map(r, 8)?,
             starts_at: ts(r, 9)?,
             ends_at: opt_ts(r, 10)?,
             long_burn_rate: r.get(11)?,

@@ -194,16 +194,8 @@ impl IngestStore for DuckDbStore {
 /// How long a stored batch's token is kept (a replay of that batch is refused meanwhile).
 const TOKEN_DAYS: i64 = 7;
 
-#[derive(serde::Deserialize)]
-struct Entry {
-    key: String,
-    value: String,
-}
-
 /// A row of [`crate::derive::duckdb::only_new`].
 fn signal_row(r: &duckdb::Row<'_>) -> Result<SignalRow, StoreError> {
-    let attributes: String = r.get(18)?;
-    let attributes: Vec<Entry> = serde_json::from_str(&attributes)?;
     Ok(SignalRow {
         id: r.get(0)?,
         project: r.get(1)?,
@@ -223,7 +215,7 @@ fn signal_row(r: &duckdb::Row<'_>) -> Result<SignalRow, StoreError> {
         edited_text: r.get(15)?,
         text: r.get(16)?,
         turn_count: r.get(17)?,
-        attributes: attributes.into_iter().map(|e| (e.key, e.value)).collect(),
+        attributes: super::json_map(r, 18)?,
         received_at: r.get(19)?,
     })
 }

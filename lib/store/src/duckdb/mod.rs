@@ -214,6 +214,19 @@ pub(crate) fn expand(sql: &Sql) -> (String, Vec<duckdb::types::Value>) {
     (text, params)
 }
 
+#[derive(serde::Deserialize)]
+struct Entry {
+    key: String,
+    value: String,
+}
+
+/// A map column read as `to_json(map_entries(...))` text, entries in their stored order.
+pub(crate) fn json_map(row: &Row<'_>, i: usize) -> Result<Vec<(String, String)>, StoreError> {
+    let json: String = row.get(i)?;
+    let entries: Vec<Entry> = serde_json::from_str(&json)?;
+    Ok(entries.into_iter().map(|e| (e.key, e.value)).collect())
+}
+
 /// A `TIMESTAMP_NS` (or coarser) column as Unix nanoseconds.
 pub(crate) fn ts(row: &Row<'_>, i: usize) -> Result<i64, StoreError> {
     match row.get_ref(i)? {
